@@ -1,0 +1,47 @@
+"""Grassroots dispute resolution on SpiffWorkflow: the application factory."""
+from pathlib import Path
+
+from flask import Flask, request, session
+
+from app.config import Config
+from app.extensions import babel, csrf, db, login_manager, migrate, rest_api
+
+
+def _select_locale():
+    chosen = session.get("locale")
+    if chosen:
+        return chosen
+    return request.accept_languages.best_match(["zh_CN", "zh", "en"]) or "zh_CN"
+
+
+def create_app(config: type | dict | None = None) -> Flask:
+    """Build the app: configuration, extensions, blueprints, CLI; nothing else."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_object(Config)
+    if isinstance(config, dict):
+        app.config.update(config)
+    elif config is not None:
+        app.config.from_object(config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(
+        app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"),
+        render_as_batch=True, compare_type=True,
+    )
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=_select_locale)
+    rest_api.init_app(app)
+
+    from app import models  # noqa: F401  (register every table with the metadata)
+    from app.api import register_api
+    from app.web import register_web
+
+    register_api(app, rest_api)
+    register_web(app)
+
+    from app.cli import register_cli
+
+    register_cli(app)
+    return app

@@ -1,0 +1,39 @@
+"""JSON API /api/v1 (flask-smorest): OpenAPI generated from the marshmallow schemas."""
+from flask import g, jsonify, request
+from flask_login import current_user
+
+from app.errors import DomainError, InvalidInput
+from app.extensions import csrf
+
+
+def register_api(app, api):
+    from app.api import auth, disputes, processes, tasks
+
+    for module in (auth, disputes, tasks, processes):
+        api.register_blueprint(module.blp, url_prefix=f"/api/v1{module.PREFIX}")
+        # Bearer-token clients send no CSRF token; cookie sessions are checked in _require_login.
+        csrf.exempt(module.blp)
+
+    api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    api.spec.components.security_scheme("session", {"type": "apiKey", "in": "cookie", "name": "session"})
+
+    @app.errorhandler(DomainError)
+    def _domain_error(exc: DomainError):
+        if not request.path.startswith("/api/"):
+            raise exc
+        body = {"code": exc.status, "status": type(exc).__name__, "message": exc.message}
+        if isinstance(exc, InvalidInput):
+            body["errors"] = exc.errors
+        body.update({k: v for k, v in exc.details.items() if v is not None})
+        return jsonify(body), exc.status
+
+
+def require_login():
+    """Answer 401 unless a session or bearer token identifies the caller; CSRF-check sessions."""
+    from flask_smorest import abort
+
+    if not current_user.is_authenticated:
+        abort(401, message="login required: send 'Authorization: Bearer <token>' or log in")
+    if not g.get("via_bearer") and request.method not in ("GET", "HEAD", "OPTIONS"):
+        csrf.protect()
+    return current_user._get_current_object()

@@ -1,0 +1,41 @@
+"""Disputes: open one, list those in my units, read one with its tasks and history."""
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.api import require_login
+from app.cases import queries, services
+from app.cases.schemas import CaseDetailSchema, CasePageSchema, CaseQuerySchema, NewCaseSchema
+
+PREFIX = "/disputes"
+blp = Blueprint("api_disputes", __name__, description="Dispute cases")
+
+
+def _detail(case):
+    case.open_tasks = queries.open_tasks(case)
+    case.events = queries.case_events(case)
+    return case
+
+
+@blp.route("")
+class Disputes(MethodView):
+    @blp.arguments(CaseQuerySchema, location="query")
+    @blp.response(200, CasePageSchema)
+    def get(self, args):
+        """Disputes in the caller's units, newest first."""
+        return queries.list_cases(require_login(), **args)
+
+    @blp.arguments(NewCaseSchema)
+    @blp.response(201, CaseDetailSchema)
+    def post(self, payload):
+        """Report a dispute; it starts its workflow and waits for the intake clerk."""
+        actor = require_login()
+        case = services.start_case(actor, services.NewCase(**payload))
+        return _detail(case)
+
+
+@blp.route("/<int:case_id>")
+class Dispute(MethodView):
+    @blp.response(200, CaseDetailSchema)
+    def get(self, case_id):
+        """One dispute: fields, open tasks and the full event history."""
+        return _detail(queries.get_case(require_login(), case_id))

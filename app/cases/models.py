@@ -1,0 +1,179 @@
+"""Dispute cases and the projections every page reads instead of the workflow state.
+
+The engine's serialized state lives in ``workflow_state`` and is read only to run a step. Each
+step rewrites, in the same transaction, the case's domain fields, its ready ``human_task`` rows,
+its pending ``timer`` rows and appends to ``case_event``.
+"""
+from __future__ import annotations
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import UTCDateTime, utcnow
+from app.extensions import db
+from app.org.models import OrgUnit, User
+from app.processes.models import ProcessVersion
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class CaseStatus:
+    """intake: awaiting the clerk's registration; open: being handled at some tier; closed."""
+
+    intake = "intake"
+    open = "open"
+    closed = "closed"
+
+
+class DisputeCase(db.Model):
+    __tablename__ = "dispute_case"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(40), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str] = mapped_column(String(40), index=True)
+    channel: Mapped[str] = mapped_column(String(40))
+    risk_level: Mapped[str] = mapped_column(String(10), default="low")
+    people_involved: Mapped[int] = mapped_column(default=2)
+    parties: Mapped[list] = mapped_column(JSONType, default=list)
+    location: Mapped[str | None] = mapped_column(String(200))
+    reporter_name: Mapped[str | None] = mapped_column(String(80))
+    reporter_phone: Mapped[str | None] = mapped_column(String(40))
+
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_unit.id"))
+    org_path: Mapped[str] = mapped_column(String(255))
+    process_version_id: Mapped[int] = mapped_column(ForeignKey("process_version.id"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+
+    status: Mapped[str] = mapped_column(String(16), default=CaseStatus.intake)
+    current_tier: Mapped[str | None] = mapped_column(String(16))
+    start_tier: Mapped[str | None] = mapped_column(String(16))
+    resolved_tier: Mapped[str | None] = mapped_column(String(16))
+    department: Mapped[str | None] = mapped_column(String(80))
+    #: resolved / litigated / not_accepted / withdrawn, set when the case closes
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    satisfaction: Mapped[str | None] = mapped_column(String(20))
+    is_major: Mapped[bool] = mapped_column(default=False)
+    escalation_count: Mapped[int] = mapped_column(default=0)
+    reopen_count: Mapped[int] = mapped_column(default=0)
+
+    opened_at = mapped_column(UTCDateTime, default=utcnow)
+    closed_at = mapped_column(UTCDateTime, nullable=True)
+    #: the current tier's time limit (earliest pending escalation timer)
+    due_at = mapped_column(UTCDateTime, nullable=True)
+    updated_at = mapped_column(UTCDateTime, default=utcnow)
+    #: bumped by every engine step; lets clients detect that they looked at an old state
+    lock_version: Mapped[int] = mapped_column(default=0)
+
+    org_unit: Mapped[OrgUnit] = relationship(lazy="joined")
+    process_version: Mapped[ProcessVersion] = relationship()
+    created_by: Mapped[User | None] = relationship()
+
+    __table_args__ = (
+        Index("ix_case_org_path_status", "org_path", "status"),
+        Index("ix_case_opened_at", "opened_at"),
+    )
+
+
+class WorkflowState(db.Model):
+    """The engine's serialized state for one case, without the process definition."""
+
+    __tablename__ = "workflow_state"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("dispute_case.id"), primary_key=True)
+    serializer_version: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(Text)
+    row_version: Mapped[int] = mapped_column(default=1)
+
+    __mapper_args__ = {"version_id_col": row_version}
+
+
+class TaskStatus:
+    ready = "ready"
+    completed = "completed"
+    cancelled = "cancelled"
+
+
+class HumanTask(db.Model):
+    """A user task as people see it: who may take it, who holds it, when it is due."""
+
+    __tablename__ = "human_task"
+    __table_args__ = (
+        UniqueConstraint("case_id", "task_id"),
+        Index("ix_human_task_lane_path", "status", "lane", "org_path"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("dispute_case.id"), index=True)
+    #: the engine's task id (UUID), stable for the task's life
+    task_id: Mapped[str] = mapped_column(String(36))
+    spec_name: Mapped[str] = mapped_column(String(120))
+    title: Mapped[str] = mapped_column(String(200))
+    lane: Mapped[str] = mapped_column(String(40))
+    tier: Mapped[str] = mapped_column(String(16))
+    org_unit_id: Mapped[int] = mapped_column(ForeignKey("org_unit.id"))
+    org_path: Mapped[str] = mapped_column(String(255))
+    form_name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default=TaskStatus.ready)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"), index=True)
+    claimed_at = mapped_column(UTCDateTime, nullable=True)
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+    due_at = mapped_column(UTCDateTime, nullable=True)
+    completed_at = mapped_column(UTCDateTime, nullable=True)
+    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    #: why a task stopped being ready without being completed (e.g. "time_limit")
+    end_reason: Mapped[str | None] = mapped_column(String(40))
+    draft: Mapped[dict | None] = mapped_column(JSONType)
+
+    case: Mapped[DisputeCase] = relationship()
+    assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
+
+
+class TimerKind:
+    reminder = "reminder"
+    time_limit = "time_limit"
+
+
+class Timer(db.Model):
+    """A pending engine timer with its absolute due time in UTC: the scheduler's to-do list."""
+
+    __tablename__ = "timer"
+    __table_args__ = (
+        UniqueConstraint("case_id", "task_id"),
+        Index("ix_timer_status_due", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("dispute_case.id"), index=True)
+    task_id: Mapped[str] = mapped_column(String(36))
+    spec_name: Mapped[str] = mapped_column(String(120))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    #: the activity the boundary timer is attached to (e.g. the village stage)
+    attached_to: Mapped[str | None] = mapped_column(String(120))
+    due_at = mapped_column(UTCDateTime)
+    #: pending / fired / cancelled
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    fired_at = mapped_column(UTCDateTime, nullable=True)
+    #: due → fired, for the timer-lag figure
+    lag_ms: Mapped[int | None]
+
+
+class CaseEvent(db.Model):
+    """Append-only record of everything that changed a case: who, when, what."""
+
+    __tablename__ = "case_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("dispute_case.id"), index=True)
+    at = mapped_column(UTCDateTime, default=utcnow)
+    #: None when the system acted (a timer, the engine)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    message: Mapped[str] = mapped_column(Text)
+    task_id: Mapped[str | None] = mapped_column(String(36))
+    data: Mapped[dict | None] = mapped_column(JSONType)
+
+    actor: Mapped[User | None] = relationship()

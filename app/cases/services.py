@@ -1,0 +1,439 @@
+"""Dispute cases: start, claim, release, complete, fire timers; keep projections in step.
+
+Every call that changes a case locks its row, loads its workflow onto the cached spec, runs one
+engine step and, in the same transaction, saves the state and rewrites the projections
+(case fields, human_task, timer) and appends events. Leaving early rolls everything back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import uuid4
+
+import jsonschema
+from flask import current_app
+from sqlalchemy import select
+
+from app import clock, engine
+from app.cases.catalog import CATEGORIES, CHANNELS, ESCALATION_REASONS, RISK_LEVELS, TIERS
+from app.cases.models import (
+    CaseEvent, CaseStatus, DisputeCase, HumanTask, TaskStatus, Timer, TimerKind, WorkflowState,
+)
+from app.db import UnitOfWork, lock_row
+from app.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from app.extensions import db
+from app.org import services as org
+from app.org.models import Level, OrgUnit, User
+from app.org.roles import ROLE_TIER, ROLES
+from app.processes import services as processes
+from app.processes.models import ProcessVersion
+
+# Process variables copied onto the case row after each step (the intake form may correct them).
+CASE_FIELDS_FROM_DATA = (
+    "title", "description", "category", "channel", "risk_level", "people_involved", "parties", "location",
+)
+
+
+class ProcessFailure(DomainError):
+    """Diagram code failed on this case's data; nothing was saved."""
+
+    status = 422
+
+
+@dataclass
+class NewCase:
+    """What a reporter supplies to open a case (validated by the API/web schema first)."""
+
+    title: str
+    category: str
+    description: str
+    org_unit_id: int
+    channel: str = "walk_in"
+    risk_level: str = "low"
+    people_involved: int = 2
+    parties: list | None = None
+    location: str | None = None
+    reporter_name: str | None = None
+    reporter_phone: str | None = None
+    time_limit_overrides: dict | None = None
+
+
+def _check_codes(new: NewCase) -> None:
+    errors = {}
+    if new.category not in CATEGORIES:
+        errors["category"] = [f"unknown category; one of {', '.join(CATEGORIES)}"]
+    if new.channel not in CHANNELS:
+        errors["channel"] = [f"unknown channel; one of {', '.join(CHANNELS)}"]
+    if new.risk_level not in RISK_LEVELS:
+        errors["risk_level"] = [f"unknown risk level; one of {', '.join(RISK_LEVELS)}"]
+    for key, value in (new.time_limit_overrides or {}).items():
+        if not isinstance(value, str) or not value.startswith("P"):
+            errors[f"time_limit_overrides.{key}"] = ["an ISO-8601 duration such as P7D"]
+    if errors:
+        raise InvalidInput("the dispute has invalid fields", errors=errors)
+
+
+def _script_engine():
+    return engine.script_engine(current_app.config["SCRIPT_TIME_BUDGET"])
+
+
+def _version_for_new_case() -> ProcessVersion:
+    version = processes.latest_version(current_app.config["DEFAULT_PROCESS_KEY"])
+    if version is None:
+        raise Conflict("no process is deployed yet; run `flask workflows deploy` first")
+    return version
+
+
+def start_case(actor: User | None, new: NewCase) -> DisputeCase:
+    """Open a case and start its workflow; it waits for the intake clerk's registration."""
+    _check_codes(new)
+    with UnitOfWork() as uow:
+        unit = db.session.get(OrgUnit, new.org_unit_id)
+        if unit is None or (actor is not None and not org.sees_path(actor, unit.path)):
+            raise NotFound("org unit not found", field="org_unit_id")
+        if unit.level not in (Level.village, Level.grid):
+            raise InvalidInput(
+                "a dispute is opened at a village/community or a grid",
+                errors={"org_unit_id": [f"{unit.name} is a {unit.level.value}"]},
+            )
+        version = _version_for_new_case()
+        now = clock.now()
+        case = DisputeCase(
+            number=f"tmp-{uuid4().hex}", title=new.title, description=new.description,
+            category=new.category, channel=new.channel, risk_level=new.risk_level,
+            people_involved=new.people_involved, parties=new.parties or [], location=new.location,
+            reporter_name=new.reporter_name, reporter_phone=new.reporter_phone,
+            org_unit_id=unit.id, org_path=unit.path, process_version_id=version.id,
+            created_by_id=actor.id if actor else None, status=CaseStatus.intake,
+            opened_at=now, updated_at=now,
+        )
+        db.session.add(case)
+        db.session.flush()
+        case.number = f"JF{now:%Y}{case.id:07d}"
+        data = {key: getattr(case, key) for key in CASE_FIELDS_FROM_DATA}
+        data.update(case_number=case.number, time_limit_overrides=dict(new.time_limit_overrides or {}))
+        instance = _run(lambda: engine.Instance.start(processes.parsed_process(version), data, _script_engine()))
+        db.session.add(WorkflowState(case_id=case.id, serializer_version=engine.SERIALIZER_VERSION, state=""))
+        _record(case, actor, "case_opened", f"登记纠纷 {case.number}: {case.title}", data={"channel": case.channel})
+        _save_and_project(case, instance, actor)
+        uow.commit()
+    return case
+
+
+def _run(step):
+    try:
+        return step()
+    except engine.ScriptFailure as exc:
+        raise ProcessFailure(f"the process failed at {exc.element_id or 'an element'}: {exc}",
+                             element_id=exc.element_id) from None
+
+
+def _load(case: DisputeCase) -> engine.Instance:
+    state = db.session.get(WorkflowState, case.id)
+    parsed = processes.parsed_process(case.process_version)
+    return engine.Instance.load(parsed, state.state, _script_engine())
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks
+
+def get_visible_task(actor: User, task_id: int) -> HumanTask:
+    """A task the actor may see: a candidate, its holder, or a supervisor above it; else 404."""
+    task = db.session.get(HumanTask, task_id)
+    if task is None or not _may_see_task(actor, task):
+        raise NotFound(f"task {task_id} not found")
+    return task
+
+
+def _may_see_task(actor: User, task: HumanTask) -> bool:
+    return (
+        task.assignee_id == actor.id
+        or task.completed_by_id == actor.id
+        or org.works_lane_at(actor, task.lane, task.org_path)
+        or org.supervises(actor, task.org_path)
+    )
+
+
+def _locked_task(actor: User, task_id: int) -> tuple[DisputeCase, HumanTask]:
+    task = get_visible_task(actor, task_id)
+    case = lock_row(DisputeCase, task.case_id)
+    db.session.refresh(task)
+    return case, task
+
+
+def _ensure_ready(task: HumanTask) -> None:
+    if task.status == TaskStatus.ready:
+        return
+    when = task.completed_at.isoformat() if task.completed_at else "an earlier time"
+    if task.status == TaskStatus.completed:
+        who = db.session.get(User, task.completed_by_id) if task.completed_by_id else None
+        raise Conflict(f"task already completed at {when} by {who.display_name if who else 'someone else'}",
+                       code="already_completed", at=when)
+    if task.end_reason == "time_limit":
+        raise Conflict(f"the case was escalated at {when} by the time limit; this task is closed",
+                       code="escalated_by_time_limit", at=when)
+    raise Conflict(f"task was cancelled at {when} ({task.end_reason or 'the process moved on'})",
+                   code="cancelled", at=when)
+
+
+def claim_task(actor: User, task_id: int) -> HumanTask:
+    with UnitOfWork() as uow:
+        case, task = _locked_task(actor, task_id)
+        _ensure_ready(task)
+        if not org.works_lane_at(actor, task.lane, task.org_path):
+            raise Forbidden(f"claiming needs the role {task.lane} at this unit")
+        if task.assignee_id not in (None, actor.id):
+            raise Conflict(f"task is held by {task.assignee.display_name}", code="claimed_by_other")
+        if task.assignee_id is None:
+            task.assignee_id, task.claimed_at = actor.id, clock.now()
+            _record(case, actor, "task_claimed", f"{actor.display_name} 认领「{task.title}」", task_id=task.task_id)
+        uow.commit()
+    return task
+
+
+def release_task(actor: User, task_id: int) -> HumanTask:
+    with UnitOfWork() as uow:
+        case, task = _locked_task(actor, task_id)
+        _ensure_ready(task)
+        if task.assignee_id != actor.id and not org.supervises(actor, task.org_path):
+            raise Forbidden("only the holder or a supervisor can release a task")
+        if task.assignee_id is not None:
+            task.assignee_id, task.claimed_at = None, None
+            _record(case, actor, "task_released", f"{actor.display_name} 退回「{task.title}」到待认领", task_id=task.task_id)
+        uow.commit()
+    return task
+
+
+def task_form(task: HumanTask) -> dict:
+    if not task.form_name:
+        return {"type": "object", "properties": {}}
+    return processes.form_schema(task.case.process_version, task.form_name)
+
+
+def validate_form(schema: dict, data: dict) -> None:
+    """Validate a submission; raise InvalidInput with messages keyed by field path."""
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    errors: dict[str, list[str]] = {}
+    for error in validator.iter_errors(data):
+        path = ".".join(str(part) for part in error.absolute_path)
+        if error.validator == "required":
+            for name in error.validator_value:
+                if isinstance(error.instance, dict) and name not in error.instance:
+                    errors.setdefault(f"{path}.{name}" if path else name, []).append("required")
+            continue
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = set(error.schema.get("properties", {}))
+            for name in error.instance:
+                if name not in allowed:
+                    errors.setdefault(f"{path}.{name}" if path else name, []).append("not a field of this form")
+            continue
+        errors.setdefault(path or "_form", []).append(error.message)
+    if errors:
+        raise InvalidInput("the form has errors", errors=errors)
+
+
+def complete_task(actor: User, task_id: int, data: dict) -> DisputeCase:
+    """Complete a ready task with its form data (claiming it if nobody holds it)."""
+    with UnitOfWork() as uow:
+        case, task = _locked_task(actor, task_id)
+        _ensure_ready(task)
+        if not org.works_lane_at(actor, task.lane, task.org_path):
+            raise Forbidden(f"completing needs the role {task.lane} at this unit")
+        if task.assignee_id not in (None, actor.id):
+            raise Conflict(f"task is held by {task.assignee.display_name}", code="claimed_by_other")
+        validate_form(task_form(task), data)
+        if task.assignee_id is None:
+            task.assignee_id, task.claimed_at = actor.id, clock.now()
+        instance = _load(case)
+        try:
+            _run(lambda: instance.complete(task.task_id, data))
+        except (engine.TaskNotReady, engine.TaskNotFound) as exc:
+            # The projection said READY but the engine disagrees: trust the engine, refuse.
+            raise Conflict(f"task cannot be completed: {exc}", code="not_ready") from None
+        _record(case, actor, "task_completed", f"{actor.display_name} 完成「{task.title}」",
+                task_id=task.task_id, data={"form": data})
+        _save_and_project(case, instance, actor, completed_task_id=task.task_id)
+        uow.commit()
+    return case
+
+
+# ---------------------------------------------------------------------------------------------
+# Timers
+
+def fire_due_timers(now: datetime | None = None, limit: int = 1000) -> int:
+    """Fire every timer due by ``now`` (default: the clock), oldest first; return how many.
+
+    Each case fires in its own transaction, so one failing case does not hold up the rest.
+    """
+    with clock.at(now):
+        due_at = clock.now()
+        rows = db.session.execute(
+            select(Timer.case_id, Timer.due_at)
+            .where(Timer.status == "pending", Timer.due_at <= due_at)
+            .order_by(Timer.due_at)
+            .limit(limit)
+        ).all()
+        db.session.rollback()
+        fired = 0
+        seen = set()
+        for case_id, _ in rows:
+            if case_id in seen:
+                continue
+            seen.add(case_id)
+            fired += fire_case_timers(case_id)
+        return fired
+
+
+def fire_case_timers(case_id: int) -> int:
+    """Fire one case's due timers under its row lock; a timer already handled does nothing."""
+    with UnitOfWork() as uow:
+        case = lock_row(DisputeCase, case_id)
+        now = clock.now()
+        due = db.session.scalars(
+            select(Timer).where(Timer.case_id == case_id, Timer.status == "pending", Timer.due_at <= now)
+        ).all()
+        if case is None or not due:
+            return 0
+        instance = _load(case)
+        fired = _run(instance.fire_due_timers)
+        _save_and_project(case, instance, None, fired_timer_ids=set(fired))
+        uow.commit()
+    return len(fired)
+
+
+# ---------------------------------------------------------------------------------------------
+# Projections
+
+def _record(case, actor, kind, message, task_id=None, data=None, at=None):
+    db.session.add(CaseEvent(
+        case_id=case.id, actor_id=actor.id if actor else None, kind=kind, message=message,
+        task_id=task_id, data=data, at=at or clock.now(),
+    ))
+
+
+def _task_unit(case: DisputeCase, lane: str | None) -> OrgUnit:
+    role = ROLES.get(lane or "")
+    if role is None:
+        return case.org_unit
+    return org.unit_for_level(case.org_unit, role.level)
+
+
+def _save_and_project(case, instance, actor, completed_task_id=None, fired_timer_ids=frozenset()):
+    now = clock.now()
+    state = db.session.get(WorkflowState, case.id)
+    state.state = instance.dump()
+    state.serializer_version = engine.SERIALIZER_VERSION
+
+    before_tier, before_reopen = case.current_tier, case.reopen_count
+    data = instance.variables()
+    for key in CASE_FIELDS_FROM_DATA:
+        if key in data and data[key] is not None:
+            setattr(case, key, data[key])
+    case.current_tier = data.get("tier")
+    case.start_tier = data.get("start_tier") or case.start_tier
+    case.resolved_tier = data.get("resolved_tier")
+    case.department = data.get("department") or case.department
+    case.outcome = data.get("outcome")
+    case.satisfaction = data.get("satisfaction")
+    case.is_major = bool(data.get("is_major"))
+    case.escalation_count = int(data.get("escalation_count") or 0)
+    case.reopen_count = int(data.get("reopen_count") or 0)
+    if instance.completed:
+        case.status = CaseStatus.closed
+        case.closed_at = case.closed_at or now
+    else:
+        case.status = CaseStatus.open if case.current_tier else CaseStatus.intake
+        case.closed_at = None
+
+    fired_limit = _project_timers(case, instance, fired_timer_ids, now)
+    _project_tasks(case, instance, actor, completed_task_id, fired_limit, now)
+
+    if case.current_tier != before_tier and case.current_tier:
+        tier_zh = TIERS.get(case.current_tier, (case.current_tier,))[0]
+        if before_tier is None:
+            _record(case, actor, "triaged", f"分流至{tier_zh}（{case.department or ''}）",
+                    data={"tier": case.current_tier, "department": case.department})
+        elif case.reopen_count == before_reopen:
+            reason = data.get("escalation_reason") or ""
+            reason_zh = ESCALATION_REASONS.get(reason, (reason,))[0]
+            _record(case, None if reason == "time_limit" else actor, "escalated",
+                    f"{reason_zh}，由{TIERS[before_tier][0]}上交{tier_zh}",
+                    data={"from": before_tier, "to": case.current_tier, "reason": reason})
+    if case.reopen_count > before_reopen:
+        _record(case, actor, "reopened", f"当事人不满意，{TIERS.get(case.current_tier, ('',))[0]}重新办理",
+                data={"tier": case.current_tier, "reopen_count": case.reopen_count})
+    if case.status == CaseStatus.closed and case.closed_at == now:
+        _record(case, actor, "closed", f"结案：{case.outcome or ''}", data={"outcome": case.outcome})
+    case.lock_version += 1
+    case.updated_at = now
+
+
+def _project_timers(case, instance, fired_ids, now) -> bool:
+    """Sync timer rows with the engine; return True when a time limit fired."""
+    pending = {t.task_id: t for t in instance.pending_timers()}
+    rows = {r.task_id: r for r in db.session.scalars(
+        select(Timer).where(Timer.case_id == case.id, Timer.status == "pending"))}
+    fired_limit = False
+    for task_id, row in rows.items():
+        if task_id in pending:
+            row.due_at = pending[task_id].due_at
+            continue
+        if task_id in fired_ids:
+            row.status, row.fired_at = "fired", now
+            row.lag_ms = max(0, int((now - row.due_at).total_seconds() * 1000))
+            if row.kind == TimerKind.time_limit:
+                fired_limit = True
+                _record(case, None, "time_limit", f"{row.name}", data={"timer": row.spec_name, "due_at": row.due_at.isoformat()})
+            else:
+                _record(case, None, "reminder", f"催办：{row.name}", data={"timer": row.spec_name, "due_at": row.due_at.isoformat()})
+        else:
+            row.status = "cancelled"
+    for task_id, timer in pending.items():
+        if task_id not in rows:
+            db.session.add(Timer(
+                case_id=case.id, task_id=task_id, spec_name=timer.spec_name, name=timer.name,
+                kind=TimerKind.time_limit if timer.interrupting else TimerKind.reminder,
+                attached_to=timer.attached_to, due_at=timer.due_at, status="pending",
+            ))
+    limits = [t.due_at for t in pending.values() if t.interrupting]
+    case.due_at = min(limits) if limits else None
+    return fired_limit
+
+
+def _project_tasks(case, instance, actor, completed_task_id, fired_limit, now):
+    ready = {t.task_id: t for t in instance.ready_user_tasks()}
+    rows = {r.task_id: r for r in db.session.scalars(
+        select(HumanTask).where(HumanTask.case_id == case.id, HumanTask.status == TaskStatus.ready))}
+    for task_id, row in rows.items():
+        if task_id in ready:
+            row.due_at = case.due_at
+            continue
+        row.completed_at = now
+        if task_id == completed_task_id:
+            row.status, row.completed_by_id = TaskStatus.completed, actor.id if actor else None
+        else:
+            row.status = TaskStatus.cancelled
+            row.end_reason = "time_limit" if fired_limit else "process_moved_on"
+            _record(case, None, "task_cancelled", f"「{row.title}」已撤销（{'办理时限届满' if fired_limit else '流程已推进'}）",
+                    task_id=task_id)
+    for task_id, info in ready.items():
+        if task_id in rows:
+            continue
+        unit = _task_unit(case, info.lane)
+        db.session.add(HumanTask(
+            case_id=case.id, task_id=task_id, spec_name=info.spec_name, title=info.title,
+            lane=info.lane or "", tier=ROLE_TIER.get(info.lane or "", case.current_tier or "village"),
+            org_unit_id=unit.id, org_path=unit.path, form_name=info.form,
+            status=TaskStatus.ready, created_at=now, due_at=case.due_at,
+        ))
+        role = ROLES.get(info.lane or "")
+        _record(case, None, "task_ready", f"待办「{info.title}」→ {unit.name} {role.zh if role else info.lane}",
+                task_id=task_id, data={"lane": info.lane, "org_unit": unit.code})
+
+
+def form_prefill(task: HumanTask) -> dict:
+    """Values to show in the task's form: case fields the form asks for, then the saved draft."""
+    properties = task_form(task).get("properties", {})
+    values = {key: getattr(task.case, key) for key in properties if key in CASE_FIELDS_FROM_DATA}
+    values.update(task.draft or {})
+    return {key: value for key, value in values.items() if value is not None}

@@ -1,0 +1,146 @@
+"""flask commands: seed-demo, workflows deploy/list, timers fire/list, users token."""
+from pathlib import Path
+
+import click
+from flask import current_app
+from sqlalchemy import select
+
+from app import clock
+from app.errors import DomainError
+
+
+def register_cli(app):
+    app.cli.add_command(seed_demo_command)
+    app.cli.add_command(workflows)
+    app.cli.add_command(timers)
+    app.cli.add_command(users)
+
+
+def deploy_default_workflows() -> list[str]:
+    """Deploy every bundle under WORKFLOWS_DIR (one sub-directory per process key)."""
+    from app.processes import services as processes
+
+    lines = []
+    for directory in sorted(Path(current_app.config["WORKFLOWS_DIR"]).iterdir()):
+        if directory.is_dir() and any(directory.glob("*.bpmn")):
+            bundle = processes.read_bundle(directory, current_app.config["FORMS_DIR"], directory.name)
+            version, created = processes.deploy(bundle, note="deployed from workflows/")
+            lines.append(f"{version.key} v{version.version} {'deployed' if created else 'unchanged'}")
+    return lines
+
+
+@click.command("seed-demo")
+def seed_demo_command():
+    """Deploy the shipped workflows and create the demo county and its users (idempotent)."""
+    from app.org.demo import DEMO_PASSWORD, seed_demo
+
+    for line in deploy_default_workflows():
+        click.echo(line)
+    logins = seed_demo()
+    click.echo(f"\nDemo logins (password for all: {DEMO_PASSWORD}):")
+    shown = set()
+    for username, role, unit in logins:
+        if role in shown and role not in ("village_mediator", "intake_clerk"):
+            continue
+        shown.add(role)
+        click.echo(f"  {username:<32} {role:<18} {unit}")
+    click.echo(f"  ... {len(logins)} users in all; `flask users list` shows every one")
+
+
+@click.group()
+def workflows():
+    """Deploy and list process versions."""
+
+
+@workflows.command("deploy")
+@click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option("--key", help="process id to deploy (default: the directory name)")
+@click.option("--note", default=None)
+def deploy_command(directory, key, note):
+    """Deploy DIRECTORY (BPMN + DMN; forms from FORMS_DIR), or every shipped bundle."""
+    from app.processes import services as processes
+
+    try:
+        if directory is None:
+            for line in deploy_default_workflows():
+                click.echo(line)
+            return
+        path = Path(directory)
+        bundle = processes.read_bundle(path, current_app.config["FORMS_DIR"], key or path.name)
+        version, created = processes.deploy(bundle, note=note)
+        click.echo(f"{version.key} v{version.version} {'deployed' if created else 'unchanged'} ({version.content_hash[:12]})")
+    except DomainError as exc:
+        for field, messages in getattr(exc, "errors", {}).items():
+            for message in messages:
+                click.echo(f"  {field}: {message}", err=True)
+        raise click.ClickException(exc.message) from None
+
+
+@workflows.command("list")
+def list_command():
+    from app.processes import services as processes
+
+    for version in processes.list_versions():
+        click.echo(f"{version.key:<24} v{version.version:<4} {version.content_hash[:12]} {version.created_at:%Y-%m-%d %H:%M} {version.note or ''}")
+
+
+@click.group()
+def timers():
+    """Inspect and fire engine timers."""
+
+
+@timers.command("fire")
+def fire_command():
+    """Fire every timer that is due now (the scheduler does this continuously)."""
+    from app.cases.services import fire_due_timers
+
+    click.echo(f"fired {fire_due_timers()} timer(s)")
+
+
+@timers.command("list")
+@click.option("--hours", default=24, help="show timers due within this many hours")
+def timers_list_command(hours):
+    from datetime import timedelta
+
+    from app.cases.models import DisputeCase, Timer
+    from app.extensions import db
+
+    horizon = clock.now() + timedelta(hours=hours)
+    rows = db.session.execute(
+        select(Timer, DisputeCase.number).join(DisputeCase, DisputeCase.id == Timer.case_id)
+        .where(Timer.status == "pending", Timer.due_at <= horizon).order_by(Timer.due_at)
+    ).all()
+    for timer, number in rows:
+        state = "OVERDUE" if timer.due_at <= clock.now() else "due"
+        click.echo(f"{state:<8} {timer.due_at:%Y-%m-%d %H:%M}Z {number} {timer.kind:<10} {timer.name}")
+    click.echo(f"{len(rows)} timer(s)")
+
+
+@click.group()
+def users():
+    """Users and API tokens."""
+
+
+@users.command("list")
+def users_list_command():
+    from app.extensions import db
+    from app.org.models import User
+
+    for user in db.session.scalars(select(User).order_by(User.id)):
+        grants = ", ".join(f"{g.role}@{g.org_unit.code}" for g in user.grants)
+        click.echo(f"{user.username:<32} {user.display_name:<8} {grants}")
+
+
+@users.command("token")
+@click.argument("username")
+@click.option("--name", default="cli")
+def token_command(username, name):
+    """Issue a bearer API token for USERNAME (printed once)."""
+    from app.extensions import db
+    from app.org.models import User
+    from app.org.services import create_api_token
+
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise click.ClickException(f"no user {username}")
+    click.echo(create_api_token(user, name))

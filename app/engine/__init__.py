@@ -1,0 +1,22 @@
+"""The only package that imports SpiffWorkflow: parse and validate, cache specs, run steps,
+restrict diagram code, and read lanes, forms and timers. Everything else uses this API."""
+from functools import lru_cache
+
+from app.engine.errors import DiagramError, EngineError, ScriptFailure, TaskNotFound, TaskNotReady
+from app.engine.runtime import SERIALIZER_VERSION, Instance, PendingTimer, ReadyTask
+from app.engine.specs import ParsedProcess, UserTaskInfo, parse_bundle, spec_cache
+
+
+@lru_cache(maxsize=4)
+def script_engine(time_budget: float = 1.0):
+    """The restricted script engine every workflow runs with (shared: it keeps no task state)."""
+    from app.engine.scripting import create_script_engine
+
+    return create_script_engine(time_budget=time_budget)
+
+
+__all__ = [
+    "DiagramError", "EngineError", "ScriptFailure", "TaskNotFound", "TaskNotReady",
+    "SERIALIZER_VERSION", "Instance", "PendingTimer", "ReadyTask",
+    "ParsedProcess", "UserTaskInfo", "parse_bundle", "spec_cache", "script_engine",
+]

@@ -1,0 +1,4 @@
+"""Import every model so metadata (Alembic, create_all) sees all tables."""
+from app.cases.models import CaseEvent, DisputeCase, HumanTask, Timer, WorkflowState  # noqa: F401
+from app.org.models import ApiToken, OrgUnit, RoleGrant, User  # noqa: F401
+from app.processes.models import ProcessFile, ProcessVersion  # noqa: F401

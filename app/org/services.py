@@ -1,0 +1,114 @@
+"""People and places: passwords, API tokens, the org tree and who may act where."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+
+from app.db import UnitOfWork, utcnow
+from app.errors import InvalidInput, NotFound
+from app.extensions import db
+from app.org.models import LEVEL_ORDER, ApiToken, Level, OrgUnit, RoleGrant, User
+from app.org.roles import ROLES
+
+_hasher = PasswordHasher()
+# Verifying against this keeps unknown usernames as slow as wrong passwords.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def authenticate(username: str, password: str) -> User | None:
+    """Return the active user with these credentials, or None."""
+    user = db.session.scalar(select(User).where(User.username == username))
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is None or not user.active:
+        return None
+    return user
+
+
+def _token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_api_token(user: User, name: str) -> str:
+    """Issue a bearer token; only its digest is stored, so show the returned value once."""
+    token = "tj_" + secrets.token_urlsafe(32)
+    with UnitOfWork() as uow:
+        db.session.add(ApiToken(user_id=user.id, name=name, token_hash=_token_digest(token)))
+        uow.commit()
+    return token
+
+
+def user_for_token(token: str) -> User | None:
+    api_token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_digest(token)))
+    if api_token is None or not api_token.user.active:
+        return None
+    return api_token.user
+
+
+def create_unit(code: str, name: str, level: Level, parent: OrgUnit | None = None) -> OrgUnit:
+    """Add a unit under ``parent``; the caller's transaction commits it."""
+    if parent is None and level != Level.county:
+        raise InvalidInput("only a county may be a root unit", errors={"parent": ["required"]})
+    if parent is not None and LEVEL_ORDER.index(level) != LEVEL_ORDER.index(parent.level) + 1:
+        raise InvalidInput(
+            f"a {level.value} cannot sit under a {parent.level.value}", errors={"level": ["wrong level"]}
+        )
+    unit = OrgUnit(code=code, name=name, level=level, parent=parent)
+    db.session.add(unit)
+    db.session.flush()
+    unit.path = f"{parent.path if parent else '/'}{unit.id}/"
+    return unit
+
+
+def grant_role(user: User, role: str, unit: OrgUnit) -> RoleGrant:
+    if role not in ROLES:
+        raise InvalidInput(f"unknown role {role}", errors={"role": [f"one of {', '.join(ROLES)}"]})
+    grant = RoleGrant(user=user, role=role, org_unit=unit, org_path=unit.path)
+    db.session.add(grant)
+    return grant
+
+
+def unit_by_code(code: str) -> OrgUnit:
+    unit = db.session.scalar(select(OrgUnit).where(OrgUnit.code == code))
+    if unit is None:
+        raise NotFound(f"org unit {code} not found")
+    return unit
+
+
+def unit_for_level(case_unit: OrgUnit, level: Level) -> OrgUnit:
+    """The ancestor of ``case_unit`` at ``level``, or the unit itself if it sits higher up."""
+    if LEVEL_ORDER.index(case_unit.level) <= LEVEL_ORDER.index(level):
+        return case_unit
+    return db.session.scalar(
+        select(OrgUnit).where(OrgUnit.id.in_(case_unit.ancestor_ids()), OrgUnit.level == level)
+    ) or case_unit
+
+
+def scope_paths(user: User) -> list[str]:
+    """Org paths whose subtrees the user may look into (every unit they hold a role at)."""
+    return sorted({grant.org_path for grant in user.grants})
+
+
+def sees_path(user: User, org_path: str) -> bool:
+    return any(org_path.startswith(path) for path in scope_paths(user))
+
+
+def works_lane_at(user: User, lane: str, org_path: str) -> bool:
+    """True when the user holds ``lane``'s role at the task's unit or a unit below it."""
+    return any(g.role == lane and g.org_path.startswith(org_path) for g in user.grants)
+
+
+def supervises(user: User, org_path: str) -> bool:
+    return any(g.role == "supervisor" and org_path.startswith(g.org_path) for g in user.grants)
+
+
