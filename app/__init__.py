@@ -14,14 +14,15 @@ def _select_locale():
     return request.accept_languages.best_match(["zh_CN", "zh", "en"]) or "zh_CN"
 
 
-def create_app(config: type | dict | None = None) -> Flask:
-    """Build the app: configuration, extensions, blueprints, CLI; nothing else."""
+def create_app(config: type | None = None, **overrides) -> Flask:
+    """Build the app: configuration, extensions, blueprints, CLI; nothing else.
+
+    ``config`` is a settings class (default: Config, read from the environment); keyword
+    ``overrides`` replace single settings, e.g. ``SQLALCHEMY_DATABASE_URI``.
+    """
     app = Flask(__name__, instance_relative_config=True)
-    app.config.from_object(Config)
-    if isinstance(config, dict):
-        app.config.update(config)
-    elif config is not None:
-        app.config.from_object(config)
+    app.config.from_object(config or Config)
+    app.config.update(overrides)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     db.init_app(app)

@@ -9,10 +9,19 @@ from app.extensions import csrf
 def register_api(app, api):
     from app.api import auth, disputes, processes, tasks
 
-    for module in (auth, disputes, tasks, processes):
-        api.register_blueprint(module.blp, url_prefix=f"/api/v1{module.PREFIX}")
-        # Bearer-token clients send no CSRF token; cookie sessions are checked in _require_login.
+    modules = (auth, disputes, tasks, processes)
+    for module in modules:
+        # Bearer clients send no CSRF token; cookie sessions are checked in require_login.
         csrf.exempt(module.blp)
+        api.register_blueprint(module.blp, url_prefix=f"/api/v1{module.PREFIX}")
+    api_blueprints = {module.blp.name for module in modules}
+
+    @app.before_request
+    def _authenticate():
+        """Authenticate before arguments are parsed: nobody learns anything unless logged in."""
+        if (request.blueprint in api_blueprints and request.endpoint not in PUBLIC_ENDPOINTS
+                and request.method != "OPTIONS"):
+            require_login()
 
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     api.spec.components.security_scheme("session", {"type": "apiKey", "in": "cookie", "name": "session"})
@@ -26,6 +35,9 @@ def register_api(app, api):
             body["errors"] = exc.errors
         body.update({k: v for k, v in exc.details.items() if v is not None})
         return jsonify(body), exc.status
+
+
+PUBLIC_ENDPOINTS = {"api_auth.Tokens"}
 
 
 def require_login():

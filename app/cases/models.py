@@ -6,11 +6,11 @@ its pending ``timer`` rows and appends to ``case_event``.
 """
 from __future__ import annotations
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import UTCDateTime, utcnow
+from app.database import UTCDateTime, utcnow
 from app.extensions import db
 from app.org.models import OrgUnit, User
 from app.processes.models import ProcessVersion
@@ -157,8 +157,8 @@ class Timer(db.Model):
     #: pending / fired / cancelled
     status: Mapped[str] = mapped_column(String(16), default="pending")
     fired_at = mapped_column(UTCDateTime, nullable=True)
-    #: due → fired, for the timer-lag figure
-    lag_ms: Mapped[int | None]
+    #: due → fired, for the timer-lag figure (BigInteger: after downtime it runs to weeks)
+    lag_ms: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class CaseEvent(db.Model):

@@ -19,7 +19,7 @@ from app.cases.catalog import CATEGORIES, CHANNELS, ESCALATION_REASONS, RISK_LEV
 from app.cases.models import (
     CaseEvent, CaseStatus, DisputeCase, HumanTask, TaskStatus, Timer, TimerKind, WorkflowState,
 )
-from app.db import UnitOfWork, lock_row
+from app.database import UnitOfWork, lock_row
 from app.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from app.extensions import db
 from app.org import services as org

@@ -190,7 +190,7 @@ def _refuse_wide_printf(template: str | bytes) -> None:
         for number in (width, precision):
             if number == "*":
                 raise ScriptLimitExceeded("'*' widths in % formatting are not supported")
-            if number and int(number) > MAX_FORMAT_WIDTH:
+            if number and (len(number) > 6 or int(number) > MAX_FORMAT_WIDTH):
                 raise ScriptLimitExceeded(f"format width {number} exceeds the limit of {MAX_FORMAT_WIDTH}")
 
 
@@ -414,10 +414,16 @@ def _guarded_getattr(obj: Any, name: str, default: Any = _MISSING) -> Any:
 
 
 def _guarded_getitem(obj: Any, key: Any) -> Any:
+    """Subscript without further checks.
+
+    Scripts only reach plain data, helpers and values those return; none of them hides
+    anything behind ``[]`` that attribute access would not already refuse.
+    """
     return obj[key]
 
 
 def _guarded_getiter(obj: Any) -> Any:
+    """Iterate without further checks; the deadline check in loop bodies bounds the time."""
     return obj
 
 
@@ -439,6 +445,7 @@ def _guarded_augitem(obj: Any, key: Any, op: str, value: Any) -> None:
 
 
 def _guarded_apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``func(*args, **kwargs)``; RestrictedPython routes star-argument calls here."""
     return func(*args, **kwargs)
 
 

@@ -5,7 +5,7 @@ seed reports in shared/seeds.
 """
 from sqlalchemy import select
 
-from app.db import UnitOfWork
+from app.database import UnitOfWork
 from app.extensions import db
 from app.org import services as org
 from app.org.models import Level, OrgUnit, User

@@ -7,7 +7,7 @@ from flask_login import UserMixin
 from sqlalchemy import Enum, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import UTCDateTime, utcnow
+from app.database import UTCDateTime, utcnow
 from app.extensions import db
 
 

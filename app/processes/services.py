@@ -14,7 +14,7 @@ import jsonschema
 from sqlalchemy import func, select
 
 from app import engine
-from app.db import UnitOfWork
+from app.database import UnitOfWork
 from app.errors import InvalidInput, NotFound
 from app.extensions import db
 from app.processes.models import ProcessFile, ProcessVersion

@@ -2,6 +2,7 @@
 from zoneinfo import ZoneInfo
 
 from flask import g, redirect, request, url_for
+from flask_babel import get_locale
 
 from app import clock
 
@@ -42,6 +43,7 @@ def register_web(app):
 
     zone = ZoneInfo(app.config["TIMEZONE"])
     app.jinja_env.globals["now_utc"] = clock.now
+    app.jinja_env.globals["get_locale"] = get_locale
     app.jinja_env.filters["localtime"] = lambda value: value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
     @app.route("/")

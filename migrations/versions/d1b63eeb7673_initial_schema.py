@@ -203,7 +203,7 @@ def upgrade():
     sa.Column('due_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('fired_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('lag_ms', sa.Integer(), nullable=True),
+    sa.Column('lag_ms', sa.BigInteger(), nullable=True),
     sa.ForeignKeyConstraint(['case_id'], ['dispute_case.id'], name=op.f('fk_timer_case_id_dispute_case')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_timer')),
     sa.UniqueConstraint('case_id', 'task_id', name=op.f('uq_timer_case_id'))

@@ -41,7 +41,7 @@ def lock_row(model, row_id):
     stmt = (
         select(model)
         .where(model.id == row_id)
-        .with_for_update()
+        .with_for_update(of=model)
         .execution_options(populate_existing=True)
     )
     return session.execute(stmt).scalar_one_or_none()

@@ -1,0 +1,171 @@
+"""Shared fixtures: a controllable clock, apps on SQLite and on the local PostgreSQL.
+
+Databases are built by the Alembic migrations (so the migrations are tested too), deployed with
+the shipped workflows and seeded with the demo county once per session; each test then gets a
+fresh copy (SQLite) or truncated case tables (PostgreSQL).
+"""
+import os
+import shutil
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+from flask import g
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from sqlalchemy import select, text
+
+from app import clock, create_app
+from app.config import TestConfig
+from app.extensions import db
+
+START = datetime(2026, 11, 2, 1, 0, tzinfo=timezone.utc)
+PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+CASE_TABLES = ["case_event", "human_task", "timer", "workflow_state", "dispute_case", "api_token"]
+
+
+class FakeClock:
+    def __init__(self, start=START):
+        self.now = start
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, **delta):
+        self.now += timedelta(**delta)
+        return self.now
+
+    def set(self, when):
+        self.now = when
+
+
+@pytest.fixture
+def fake_clock():
+    fake = FakeClock()
+    clock.set_clock(fake)
+    yield fake
+    clock.set_clock(None)
+
+
+def _build(url: str):
+    return create_app(TestConfig, SQLALCHEMY_DATABASE_URI=url)
+
+
+def _prepare(app):
+    from app.cli import deploy_default_workflows
+    from app.org.demo import seed_demo
+
+    with app.app_context():
+        upgrade()
+        deploy_default_workflows()
+        seed_demo()
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    _prepare(_build(f"sqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_database():
+    name = f"tiaojie_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    try:
+        _prepare(_build(url))
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _sqlite_app(template, tmp_path):
+    path = tmp_path / "test.sqlite3"
+    shutil.copy(template, path)
+    return _build(f"sqlite:///{path}")
+
+
+@pytest.fixture
+def sqlite_app(sqlite_template, tmp_path, fake_clock):
+    app = _sqlite_app(sqlite_template, tmp_path)
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def app(request, tmp_path, fake_clock):
+    """The app on each backend; API scenario tests run once per backend."""
+    if request.param == "sqlite":
+        app = _sqlite_app(request.getfixturevalue("sqlite_template"), tmp_path)
+    else:
+        app = _build(request.getfixturevalue("pg_database"))
+    with app.app_context():
+        yield app
+        db.session.remove()
+        if request.param == "postgres":
+            db.session.execute(text(f"TRUNCATE {', '.join(CASE_TABLES)} RESTART IDENTITY CASCADE"))
+            db.session.commit()
+        db.engine.dispose()
+
+
+class FreshUserClient(FlaskClient):
+    """A test client whose requests each identify their user anew.
+
+    Tests hold one app context open (to query the database directly); Flask reuses it for the
+    requests, so Flask-Login's per-context user cache would leak from one request to the next.
+    Production pushes a fresh context per request; this gives tests the same.
+    """
+
+    def open(self, *args, **kwargs):
+        g.pop("_login_user", None)
+        g.pop("via_bearer", None)
+        return super().open(*args, **kwargs)
+
+
+@pytest.fixture
+def client(app):
+    app.test_client_class = FreshUserClient
+    return app.test_client()
+
+
+def user(username):
+    from app.org.models import User
+
+    return db.session.scalar(select(User).where(User.username == username))
+
+
+class ApiClient:
+    """Calls the JSON API as one demo user with a bearer token."""
+
+    def __init__(self, client, username):
+        from app.org.services import create_api_token
+
+        self.client = client
+        self.username = username
+        self.headers = {"Authorization": f"Bearer {create_api_token(user(username), 'test')}"}
+
+    def get(self, path, **kwargs):
+        return self.client.get(f"/api/v1{path}", headers=self.headers, **kwargs)
+
+    def post(self, path, json=None, **kwargs):
+        return self.client.post(f"/api/v1{path}", headers=self.headers, json=json if json is not None else {}, **kwargs)
+
+
+@pytest.fixture
+def as_user(client):
+    cache = {}
+
+    def make(username):
+        if username not in cache:
+            cache[username] = ApiClient(client, username)
+        return cache[username]
+
+    return make
