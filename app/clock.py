@@ -3,10 +3,10 @@
 Tests replace it with a controllable clock instead of sleeping for timers to fall due; a
 service call may also pin the time for its own thread with ``at(when)``.
 """
+from collections.abc import Callable
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 _now_fn: Callable[[], datetime] | None = None
 _pinned: ContextVar[datetime | None] = ContextVar("pinned_now", default=None)
@@ -17,7 +17,7 @@ def now() -> datetime:
     pinned = _pinned.get()
     if pinned is not None:
         return pinned
-    return _now_fn() if _now_fn is not None else datetime.now(timezone.utc)
+    return _now_fn() if _now_fn is not None else datetime.now(UTC)
 
 
 def set_clock(fn: Callable[[], datetime] | None) -> None:
@@ -34,7 +34,7 @@ def at(when: datetime | None):
         return
     if when.tzinfo is None:
         raise ValueError("clock.at() needs an aware datetime")
-    token = _pinned.set(when.astimezone(timezone.utc))
+    token = _pinned.set(when.astimezone(UTC))
     try:
         yield
     finally:

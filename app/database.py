@@ -3,7 +3,7 @@
 Services own their transaction: ``with UnitOfWork() as uow: ...; uow.commit()``. Leaving the
 block without committing rolls back, so an exception half-way never leaves a half-written case.
 """
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import event, select, update
 from sqlalchemy.engine import Engine
@@ -62,14 +62,14 @@ class UTCDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given where UTC was expected")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value, dialect):
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 @event.listens_for(Engine, "connect")

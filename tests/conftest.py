@@ -7,7 +7,7 @@ fresh copy (SQLite) or truncated case tables (PostgreSQL).
 import os
 import shutil
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -20,7 +20,7 @@ from app import clock, create_app
 from app.config import TestConfig
 from app.extensions import db
 
-START = datetime(2026, 11, 2, 1, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 CASE_TABLES = ["case_event", "human_task", "timer", "workflow_state", "dispute_case", "api_token"]
 

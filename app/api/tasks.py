@@ -5,7 +5,11 @@ from flask_smorest import Blueprint
 from app.api import require_login
 from app.cases import queries, services
 from app.cases.schemas import (
-    CompleteTaskSchema, FormSchema, InboxQuerySchema, TaskDetailSchema, TaskPageSchema,
+    CompleteTaskSchema,
+    FormSchema,
+    InboxQuerySchema,
+    TaskDetailSchema,
+    TaskPageSchema,
 )
 
 PREFIX = "/tasks"

@@ -17,7 +17,14 @@ from sqlalchemy import select
 from app import clock, engine
 from app.cases.catalog import CATEGORIES, CHANNELS, ESCALATION_REASONS, RISK_LEVELS, TIERS
 from app.cases.models import (
-    CaseEvent, CaseStatus, DisputeCase, HumanTask, TaskStatus, Timer, TimerKind, WorkflowState,
+    CaseEvent,
+    CaseStatus,
+    DisputeCase,
+    HumanTask,
+    TaskStatus,
+    Timer,
+    TimerKind,
+    WorkflowState,
 )
 from app.database import UnitOfWork, lock_row
 from app.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound

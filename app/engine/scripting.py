@@ -37,7 +37,7 @@ import operator
 import re
 import time
 from collections.abc import Callable, Sized
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from types import CodeType, ModuleType
 from typing import Any
 
@@ -53,6 +53,8 @@ from RestrictedPython.transformer import (
     RestrictingNodeTransformer,
 )
 from SpiffWorkflow.bpmn.script_engine import BasePythonScriptEngineEnvironment, PythonScriptEngine
+
+from app import clock as app_clock
 
 __all__ = [
     "MAX_FORMAT_WIDTH",
@@ -558,7 +560,8 @@ _RUNTIME_NAMES = frozenset(_GUARDS) | {_DEADLINE_NAME, "_print"}
 
 
 def _default_clock() -> datetime:
-    return datetime.now(timezone.utc)
+    # One source of "now" for scripts, timers and services (tests control it there).
+    return app_clock.now()
 
 
 _clock: Callable[[], datetime] = _default_clock
@@ -579,7 +582,7 @@ def now_utc() -> datetime:
     value = _clock()
     if value.tzinfo is None:
         raise ValueError("the clock must return an aware datetime")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def iso_days(n: int) -> str:

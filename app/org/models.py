@@ -11,7 +11,7 @@ from app.database import UTCDateTime, utcnow
 from app.extensions import db
 
 
-class Level(str, enum.Enum):
+class Level(enum.StrEnum):
     """Tier of an org unit, top-down. A dispute escalates from village up to county, then court."""
 
     county = "county"

@@ -8,7 +8,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 
-from app.database import UnitOfWork, utcnow
+from app.database import UnitOfWork
 from app.errors import InvalidInput, NotFound
 from app.extensions import db
 from app.org.models import LEVEL_ORDER, ApiToken, Level, OrgUnit, RoleGrant, User

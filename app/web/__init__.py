@@ -5,7 +5,6 @@ from flask import g, redirect, request, url_for
 from flask_babel import get_locale
 
 from app import clock
-
 from app.extensions import login_manager
 from app.org import services as org
 from app.org.models import User

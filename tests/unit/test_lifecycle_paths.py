@@ -3,7 +3,7 @@
 No database: the engine adapter alone, with the restricted script engine, a controllable clock,
 and a save/restore round trip after every step that must change nothing.
 """
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ from app import clock, engine
 from tests.factories import failed, form_data
 
 BUNDLE = Path(__file__).resolve().parents[2] / "workflows" / "dispute_lifecycle"
-START = datetime(2026, 11, 2, 1, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
