@@ -19,7 +19,7 @@ db: setup
 	$(BIN)/flask seed-demo
 
 run: db
-	SCHEDULER_EMBEDDED=1 $(BIN)/flask run --host 127.0.0.1 --port 5000
+	$(BIN)/flask serve --host 127.0.0.1 --port 5000
 
 test: setup
 	$(BIN)/python -m pytest

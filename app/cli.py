@@ -11,6 +11,9 @@ from app.errors import DomainError
 
 def register_cli(app):
     app.cli.add_command(seed_demo_command)
+    app.cli.add_command(scheduler)
+    app.cli.add_command(calendar_group)
+    app.cli.add_command(serve_command)
     app.cli.add_command(workflows)
     app.cli.add_command(timers)
     app.cli.add_command(users)
@@ -35,6 +38,10 @@ def seed_demo_command():
     from app.org.demo import DEMO_PASSWORD, seed_demo
 
     for line in deploy_default_workflows():
+        click.echo(line)
+    from app.scheduling.services import import_shipped_calendars
+
+    for line in import_shipped_calendars():
         click.echo(line)
     logins = seed_demo()
     click.echo(f"\nDemo logins (password for all: {DEMO_PASSWORD}):")
@@ -113,7 +120,12 @@ def timers_list_command(hours):
     for timer, number in rows:
         state = "OVERDUE" if timer.due_at <= clock.now() else "due"
         click.echo(f"{state:<8} {timer.due_at:%Y-%m-%d %H:%M}Z {number} {timer.kind:<10} {timer.name}")
-    click.echo(f"{len(rows)} timer(s)")
+    click.echo(f"{len(rows)} timer(s) due within {hours} h")
+    lags = sorted(db.session.scalars(select(Timer.lag_ms).where(Timer.status == "fired", Timer.lag_ms.is_not(None))
+                                     .order_by(Timer.fired_at.desc()).limit(1000)))
+    if lags:
+        p50, p99 = lags[len(lags) // 2], lags[min(len(lags) - 1, int(len(lags) * 0.99))]
+        click.echo(f"firing lag over the last {len(lags)} fired: p50 {p50} ms, p99 {p99} ms")
 
 
 @click.group()
@@ -144,3 +156,85 @@ def token_command(username, name):
     if user is None:
         raise click.ClickException(f"no user {username}")
     click.echo(create_api_token(user, name))
+
+
+@click.group()
+def scheduler():
+    """The timer scheduler (run one or more beside the web processes)."""
+
+
+@scheduler.command("run")
+@click.option("--sweep", default=2.0, show_default=True, help="seconds between sweeps")
+@click.option("--once", is_flag=True, help="fire what is due now and exit")
+@click.option("--now", "now_text", default=None, help="with --once: pretend it is this ISO time (UTC)")
+def scheduler_run_command(sweep, once, now_text):
+    """Fire escalation and reminder timers on time; safe to run several on PostgreSQL."""
+    from datetime import datetime
+
+    from app.scheduling.scheduler import TimerScheduler
+
+    timer_scheduler = TimerScheduler(current_app._get_current_object(), sweep_seconds=sweep, blocking=True)
+    if once:
+        when = datetime.fromisoformat(now_text.replace("Z", "+00:00")) if now_text else None
+        with clock.at(when):
+            click.echo(f"fired {timer_scheduler.run_once()} timer(s)")
+        return
+    try:
+        timer_scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        timer_scheduler.shutdown()
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=5000)
+def serve_command(host, port):
+    """Serve the app for a single machine with the timer scheduler embedded (``make run``)."""
+    from app.scheduling.scheduler import TimerScheduler
+
+    app = current_app._get_current_object()
+    timer_scheduler = TimerScheduler(app)
+    timer_scheduler.start()
+    click.echo(f"serving on http://{host}:{port} with the timer scheduler embedded")
+    try:
+        app.run(host=host, port=port, use_reloader=False, threaded=True)
+    finally:
+        timer_scheduler.shutdown()
+
+
+@click.group("calendar")
+def calendar_group():
+    """The working-day calendar (holidays and adjusted working days)."""
+
+
+@calendar_group.command("import")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+def calendar_import_command(files):
+    """Import calendar JSON FILES (default: the shipped official calendars)."""
+    from app.scheduling import services as scheduling
+
+    try:
+        if not files:
+            for line in scheduling.import_shipped_calendars():
+                click.echo(line)
+        for path in files:
+            holidays, workdays = scheduling.import_calendar(Path(path).read_text("utf-8"))
+            click.echo(f"{path}: {holidays} holidays, {workdays} adjusted working days")
+    except (ValueError, KeyError) as exc:
+        raise click.ClickException(f"calendar file not valid: {exc}") from None
+
+
+@calendar_group.command("show")
+@click.argument("year", type=int)
+def calendar_show_command(year):
+    from datetime import date
+
+    from app.extensions import db
+    from app.scheduling.models import CalendarDay
+
+    rows = db.session.scalars(select(CalendarDay).where(
+        CalendarDay.day >= date(year, 1, 1), CalendarDay.day <= date(year, 12, 31)).order_by(CalendarDay.day))
+    for row in rows:
+        click.echo(f"{row.day} {row.kind:<8} {row.name}")

@@ -25,9 +25,6 @@ class Config:
     FORMS_DIR = os.environ.get("FORMS_DIR", str(BASE_DIR / "forms"))
     #: Process key new disputes start with unless a variant says otherwise.
     DEFAULT_PROCESS_KEY = os.environ.get("DEFAULT_PROCESS_KEY", "dispute_lifecycle")
-    #: Run the timer scheduler inside the web process (``make run``); production runs
-    #: ``flask scheduler run`` as separate processes instead.
-    SCHEDULER_EMBEDDED = os.environ.get("SCHEDULER_EMBEDDED", "0") == "1"
     #: CPU budget, in seconds, for one piece of diagram code (script, condition, timer).
     SCRIPT_TIME_BUDGET = float(os.environ.get("SCRIPT_TIME_BUDGET", "1.0"))
 

@@ -22,7 +22,8 @@ from app.extensions import db
 
 START = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-CASE_TABLES = ["case_event", "human_task", "timer", "workflow_state", "dispute_case", "api_token"]
+CASE_TABLES = ["notification", "case_event", "human_task", "timer", "workflow_state", "dispute_case", "api_token",
+               "scheduler_lease"]
 
 
 class FakeClock:
@@ -55,10 +56,12 @@ def _build(url: str):
 def _prepare(app):
     from app.cli import deploy_default_workflows
     from app.org.demo import seed_demo
+    from app.scheduling.services import import_shipped_calendars
 
     with app.app_context():
         upgrade()
         deploy_default_workflows()
+        import_shipped_calendars()
         seed_demo()
         db.session.remove()
         db.engine.dispose()
@@ -128,6 +131,18 @@ class FreshUserClient(FlaskClient):
         g.pop("_login_user", None)
         g.pop("via_bearer", None)
         return super().open(*args, **kwargs)
+
+
+@pytest.fixture
+def pg_app(pg_database, fake_clock):
+    """The app on PostgreSQL only, for what SQLite cannot show (row locks, many processes)."""
+    app = _build(pg_database)
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.session.execute(text(f"TRUNCATE {', '.join(CASE_TABLES)} RESTART IDENTITY CASCADE"))
+        db.session.commit()
+        db.engine.dispose()
 
 
 @pytest.fixture

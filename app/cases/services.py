@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from uuid import uuid4
 
 import jsonschema
@@ -29,11 +30,13 @@ from app.cases.models import (
 from app.database import UnitOfWork, lock_row
 from app.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from app.extensions import db
+from app.notifications import services as notifications
 from app.org import services as org
 from app.org.models import Level, OrgUnit, User
 from app.org.roles import ROLE_TIER, ROLES
 from app.processes import services as processes
 from app.processes.models import ProcessVersion
+from app.scheduling import services as scheduling
 
 # Process variables copied onto the case row after each step (the intake form may correct them).
 CASE_FIELDS_FROM_DATA = (
@@ -80,8 +83,14 @@ def _check_codes(new: NewCase) -> None:
         raise InvalidInput("the dispute has invalid fields", errors=errors)
 
 
+@lru_cache(maxsize=4)
+def _engine_with_budget(time_budget: float):
+    # Domain helpers diagrams may call, e.g. timer `duration_of(time_limits["village"])`.
+    return engine.create_script_engine(helpers={"duration_of": scheduling.duration_of}, time_budget=time_budget)
+
+
 def _script_engine():
-    return engine.script_engine(current_app.config["SCRIPT_TIME_BUDGET"])
+    return _engine_with_budget(current_app.config["SCRIPT_TIME_BUDGET"])
 
 
 def _version_for_new_case() -> ProcessVersion:
@@ -267,44 +276,74 @@ def complete_task(actor: User, task_id: int, data: dict) -> DisputeCase:
 # ---------------------------------------------------------------------------------------------
 # Timers
 
-def fire_due_timers(now: datetime | None = None, limit: int = 1000) -> int:
-    """Fire every timer due by ``now`` (default: the clock), oldest first; return how many.
+def fire_due_timers(now: datetime | None = None, limit: int = 10_000) -> int:
+    """Fire every timer due by ``now`` (default: the clock), oldest first; return how many fired.
 
-    Each case fires in its own transaction, so one failing case does not hold up the rest.
+    Each case fires in its own transaction, so one failing case does not hold up the rest, and
+    several schedulers may call this at once (see fire_next_due_timer).
     """
+    fired = 0
     with clock.at(now):
-        due_at = clock.now()
-        rows = db.session.execute(
-            select(Timer.case_id, Timer.due_at)
-            .where(Timer.status == "pending", Timer.due_at <= due_at)
-            .order_by(Timer.due_at)
-            .limit(limit)
-        ).all()
-        db.session.rollback()
-        fired = 0
-        seen = set()
-        for case_id, _ in rows:
-            if case_id in seen:
-                continue
-            seen.add(case_id)
-            fired += fire_case_timers(case_id)
-        return fired
+        for _ in range(limit):
+            result = fire_next_due_timer()
+            if result is None:
+                break
+            fired += result
+    return fired
+
+
+def fire_next_due_timer() -> int | None:
+    """Claim the oldest due timer nobody else holds and fire its case's due timers.
+
+    Returns how many fired (0 when another scheduler got there first), or None when nothing is
+    due. On PostgreSQL the claim is ``FOR UPDATE SKIP LOCKED``, so concurrent schedulers take
+    different cases; re-reading the timers under the case lock makes a repeat do nothing.
+    """
+    with UnitOfWork() as uow:
+        now = clock.now()
+        claim = (select(Timer.id, Timer.case_id).where(Timer.status == "pending", Timer.due_at <= now)
+                 .order_by(Timer.due_at, Timer.id).limit(1))
+        if db.session.get_bind().dialect.name == "postgresql":
+            claim = claim.with_for_update(skip_locked=True)
+        claimed = db.session.execute(claim).first()
+        if claimed is None:
+            return None
+        count = _fire_locked_case(claimed.case_id, now)
+        timer = db.session.get(Timer, claimed.id)
+        if timer.status == "pending" and timer.due_at <= now:
+            # The engine did not fire what the projection said was due: park it rather than
+            # claiming it forever, and leave a trace for `flask doctor`.
+            timer.status = "stuck"
+            _record(timer_case(timer), None, "timer_stuck", f"定时器未能触发：{timer.name}",
+                    data={"timer": timer.spec_name, "due_at": timer.due_at.isoformat()})
+        uow.commit()
+    return count
+
+
+def timer_case(timer: Timer) -> DisputeCase:
+    return db.session.get(DisputeCase, timer.case_id)
 
 
 def fire_case_timers(case_id: int) -> int:
     """Fire one case's due timers under its row lock; a timer already handled does nothing."""
     with UnitOfWork() as uow:
-        case = lock_row(DisputeCase, case_id)
-        now = clock.now()
-        due = db.session.scalars(
-            select(Timer).where(Timer.case_id == case_id, Timer.status == "pending", Timer.due_at <= now)
-        ).all()
-        if case is None or not due:
-            return 0
-        instance = _load(case)
-        fired = _run(instance.fire_due_timers)
-        _save_and_project(case, instance, None, fired_timer_ids=set(fired))
+        count = _fire_locked_case(case_id, clock.now())
         uow.commit()
+    return count
+
+
+def _fire_locked_case(case_id: int, now: datetime) -> int:
+    case = lock_row(DisputeCase, case_id)
+    if case is None:
+        return 0
+    due = db.session.scalars(
+        select(Timer).where(Timer.case_id == case_id, Timer.status == "pending", Timer.due_at <= now)
+    ).all()
+    if not due:
+        return 0
+    instance = _load(case)
+    fired = _run(instance.fire_due_timers)
+    _save_and_project(case, instance, None, fired_timer_ids=set(fired))
     return len(fired)
 
 
@@ -352,8 +391,8 @@ def _save_and_project(case, instance, actor, completed_task_id=None, fired_timer
         case.status = CaseStatus.open if case.current_tier else CaseStatus.intake
         case.closed_at = None
 
-    fired_limit = _project_timers(case, instance, fired_timer_ids, now)
-    _project_tasks(case, instance, actor, completed_task_id, fired_limit, now)
+    fired_limit, fired_reminders = _project_timers(case, instance, fired_timer_ids, now)
+    new_tasks = _project_tasks(case, instance, actor, completed_task_id, fired_limit, now)
 
     if case.current_tier != before_tier and case.current_tier:
         tier_zh = TIERS.get(case.current_tier, (case.current_tier,))[0]
@@ -371,16 +410,38 @@ def _save_and_project(case, instance, actor, completed_task_id=None, fired_timer
                 data={"tier": case.current_tier, "reopen_count": case.reopen_count})
     if case.status == CaseStatus.closed and case.closed_at == now:
         _record(case, actor, "closed", f"结案：{case.outcome or ''}", data={"outcome": case.outcome})
+    _notify(case, before_tier, new_tasks, fired_reminders)
     case.lock_version += 1
     case.updated_at = now
 
 
-def _project_timers(case, instance, fired_ids, now) -> bool:
-    """Sync timer rows with the engine; return True when a time limit fired."""
+def _notify(case, before_tier, new_tasks, fired_reminders):
+    """Tell the people concerned: new work (assignment or escalation) and reminders (催办)."""
+    escalated = before_tier is not None and case.current_tier != before_tier
+    for task in new_tasks:
+        candidates = org.task_candidates(task.lane, task.org_path)
+        if escalated:
+            tier_zh = TIERS.get(case.current_tier, (case.current_tier,))[0]
+            notifications.notify(candidates + org.supervisors_over(task.org_path), "escalation",
+                                  f"{case.number} 已上交{tier_zh}：请办理「{task.title}」", case.id)
+        else:
+            notifications.notify(candidates, "assignment", f"{case.number} 新待办「{task.title}」", case.id)
+    for timer in fired_reminders:
+        holders = []
+        for task in db.session.scalars(select(HumanTask).where(
+                HumanTask.case_id == case.id, HumanTask.status == TaskStatus.ready)):
+            holders += [task.assignee] if task.assignee else org.task_candidates(task.lane, task.org_path)
+        notifications.notify(holders + org.supervisors_over(case.org_path), "reminder",
+                             f"催办：{case.number}「{case.title}」{timer.name}，办理时限 "
+                             f"{case.due_at.isoformat() if case.due_at else ''}", case.id)
+
+
+def _project_timers(case, instance, fired_ids, now) -> tuple[bool, list[Timer]]:
+    """Sync timer rows with the engine; return (a time limit fired, the reminders that fired)."""
     pending = {t.task_id: t for t in instance.pending_timers()}
     rows = {r.task_id: r for r in db.session.scalars(
         select(Timer).where(Timer.case_id == case.id, Timer.status == "pending"))}
-    fired_limit = False
+    fired_limit, reminders = False, []
     for task_id, row in rows.items():
         if task_id in pending:
             row.due_at = pending[task_id].due_at
@@ -392,6 +453,7 @@ def _project_timers(case, instance, fired_ids, now) -> bool:
                 fired_limit = True
                 _record(case, None, "time_limit", f"{row.name}", data={"timer": row.spec_name, "due_at": row.due_at.isoformat()})
             else:
+                reminders.append(row)
                 _record(case, None, "reminder", f"催办：{row.name}", data={"timer": row.spec_name, "due_at": row.due_at.isoformat()})
         else:
             row.status = "cancelled"
@@ -404,7 +466,7 @@ def _project_timers(case, instance, fired_ids, now) -> bool:
             ))
     limits = [t.due_at for t in pending.values() if t.interrupting]
     case.due_at = min(limits) if limits else None
-    return fired_limit
+    return fired_limit, reminders
 
 
 def _project_tasks(case, instance, actor, completed_task_id, fired_limit, now):
@@ -423,19 +485,22 @@ def _project_tasks(case, instance, actor, completed_task_id, fired_limit, now):
             row.end_reason = "time_limit" if fired_limit else "process_moved_on"
             _record(case, None, "task_cancelled", f"「{row.title}」已撤销（{'办理时限届满' if fired_limit else '流程已推进'}）",
                     task_id=task_id)
+    created = []
     for task_id, info in ready.items():
         if task_id in rows:
             continue
         unit = _task_unit(case, info.lane)
-        db.session.add(HumanTask(
+        created.append(HumanTask(
             case_id=case.id, task_id=task_id, spec_name=info.spec_name, title=info.title,
             lane=info.lane or "", tier=ROLE_TIER.get(info.lane or "", case.current_tier or "village"),
             org_unit_id=unit.id, org_path=unit.path, form_name=info.form,
             status=TaskStatus.ready, created_at=now, due_at=case.due_at,
         ))
+        db.session.add(created[-1])
         role = ROLES.get(info.lane or "")
         _record(case, None, "task_ready", f"待办「{info.title}」→ {unit.name} {role.zh if role else info.lane}",
                 task_id=task_id, data={"lane": info.lane, "org_unit": unit.code})
+    return created
 
 
 def form_prefill(task: HumanTask) -> dict:

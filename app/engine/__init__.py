@@ -4,14 +4,13 @@ from functools import lru_cache
 
 from app.engine.errors import DiagramError, EngineError, ScriptFailure, TaskNotFound, TaskNotReady
 from app.engine.runtime import SERIALIZER_VERSION, Instance, PendingTimer, ReadyTask
+from app.engine.scripting import ScriptRejected, check_expression, check_script, create_script_engine
 from app.engine.specs import ParsedProcess, UserTaskInfo, parse_bundle, spec_cache
 
 
 @lru_cache(maxsize=4)
 def script_engine(time_budget: float = 1.0):
-    """The restricted script engine every workflow runs with (shared: it keeps no task state)."""
-    from app.engine.scripting import create_script_engine
-
+    """A restricted script engine with the default helpers (shared: it keeps no task state)."""
     return create_script_engine(time_budget=time_budget)
 
 
@@ -19,4 +18,5 @@ __all__ = [
     "DiagramError", "EngineError", "ScriptFailure", "TaskNotFound", "TaskNotReady",
     "SERIALIZER_VERSION", "Instance", "PendingTimer", "ReadyTask",
     "ParsedProcess", "UserTaskInfo", "parse_bundle", "spec_cache", "script_engine",
+    "ScriptRejected", "check_expression", "check_script", "create_script_engine",
 ]

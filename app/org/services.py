@@ -112,3 +112,17 @@ def supervises(user: User, org_path: str) -> bool:
     return any(g.role == "supervisor" and org_path.startswith(g.org_path) for g in user.grants)
 
 
+
+
+def task_candidates(lane: str, org_path: str) -> list[User]:
+    """Users who may take a task of ``lane`` at the unit ``org_path`` (grant at or below it)."""
+    return list(db.session.scalars(
+        select(User).join(RoleGrant, RoleGrant.user_id == User.id)
+        .where(RoleGrant.role == lane, RoleGrant.org_path.startswith(org_path, autoescape=True), User.active)
+        .distinct()))
+
+
+def supervisors_over(org_path: str) -> list[User]:
+    """Supervisors whose unit contains ``org_path``."""
+    grants = db.session.scalars(select(RoleGrant).where(RoleGrant.role == "supervisor")).all()
+    return [g.user for g in grants if org_path.startswith(g.org_path) and g.user.active]
