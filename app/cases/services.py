@@ -130,6 +130,7 @@ def start_case(actor: User | None, new: NewCase) -> DisputeCase:
         data.update(case_number=case.number, time_limit_overrides=dict(new.time_limit_overrides or {}))
         instance = _run(lambda: engine.Instance.start(processes.parsed_process(version), data, _script_engine()))
         db.session.add(WorkflowState(case_id=case.id, serializer_version=engine.SERIALIZER_VERSION, state=""))
+        db.session.flush()
         _record(case, actor, "case_opened", f"登记纠纷 {case.number}: {case.title}", data={"channel": case.channel})
         _save_and_project(case, instance, actor)
         uow.commit()
@@ -365,13 +366,20 @@ def _task_unit(case: DisputeCase, lane: str | None) -> OrgUnit:
 
 
 def _save_and_project(case, instance, actor, completed_task_id=None, fired_timer_ids=frozenset()):
+    # One flush at commit instead of one before every projection query.
+    with db.session.no_autoflush:
+        _save_and_project_unflushed(case, instance, actor, completed_task_id, fired_timer_ids)
+
+
+def _save_and_project_unflushed(case, instance, actor, completed_task_id, fired_timer_ids):
     now = clock.now()
     state = db.session.get(WorkflowState, case.id)
     state.state = instance.dump()
     state.serializer_version = engine.SERIALIZER_VERSION
 
     before_tier, before_reopen = case.current_tier, case.reopen_count
-    data = instance.variables()
+    snapshot = instance.snapshot()
+    data = snapshot.variables
     for key in CASE_FIELDS_FROM_DATA:
         if key in data and data[key] is not None:
             setattr(case, key, data[key])
@@ -384,15 +392,15 @@ def _save_and_project(case, instance, actor, completed_task_id=None, fired_timer
     case.is_major = bool(data.get("is_major"))
     case.escalation_count = int(data.get("escalation_count") or 0)
     case.reopen_count = int(data.get("reopen_count") or 0)
-    if instance.completed:
+    if snapshot.completed:
         case.status = CaseStatus.closed
         case.closed_at = case.closed_at or now
     else:
         case.status = CaseStatus.open if case.current_tier else CaseStatus.intake
         case.closed_at = None
 
-    fired_limit, fired_reminders = _project_timers(case, instance, fired_timer_ids, now)
-    new_tasks = _project_tasks(case, instance, actor, completed_task_id, fired_limit, now)
+    fired_limit, fired_reminders = _project_timers(case, snapshot.timers, fired_timer_ids, now)
+    new_tasks = _project_tasks(case, snapshot.ready, actor, completed_task_id, fired_limit, now)
 
     if case.current_tier != before_tier and case.current_tier:
         tier_zh = TIERS.get(case.current_tier, (case.current_tier,))[0]
@@ -430,15 +438,15 @@ def _notify(case, before_tier, new_tasks, fired_reminders):
         holders = []
         for task in db.session.scalars(select(HumanTask).where(
                 HumanTask.case_id == case.id, HumanTask.status == TaskStatus.ready)):
-            holders += [task.assignee] if task.assignee else org.task_candidates(task.lane, task.org_path)
+            holders += [task.assignee] if task.assignee_id else org.task_candidates(task.lane, task.org_path)
         notifications.notify(holders + org.supervisors_over(case.org_path), "reminder",
                              f"催办：{case.number}「{case.title}」{timer.name}，办理时限 "
                              f"{case.due_at.isoformat() if case.due_at else ''}", case.id)
 
 
-def _project_timers(case, instance, fired_ids, now) -> tuple[bool, list[Timer]]:
+def _project_timers(case, engine_timers, fired_ids, now) -> tuple[bool, list[Timer]]:
     """Sync timer rows with the engine; return (a time limit fired, the reminders that fired)."""
-    pending = {t.task_id: t for t in instance.pending_timers()}
+    pending = {t.task_id: t for t in engine_timers}
     rows = {r.task_id: r for r in db.session.scalars(
         select(Timer).where(Timer.case_id == case.id, Timer.status == "pending"))}
     fired_limit, reminders = False, []
@@ -469,8 +477,8 @@ def _project_timers(case, instance, fired_ids, now) -> tuple[bool, list[Timer]]:
     return fired_limit, reminders
 
 
-def _project_tasks(case, instance, actor, completed_task_id, fired_limit, now):
-    ready = {t.task_id: t for t in instance.ready_user_tasks()}
+def _project_tasks(case, ready_tasks, actor, completed_task_id, fired_limit, now):
+    ready = {t.task_id: t for t in ready_tasks}
     rows = {r.task_id: r for r in db.session.scalars(
         select(HumanTask).where(HumanTask.case_id == case.id, HumanTask.status == TaskStatus.ready))}
     for task_id, row in rows.items():

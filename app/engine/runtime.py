@@ -87,6 +87,16 @@ class PendingTimer:
     attached_to: str | None
 
 
+@dataclass
+class Snapshot:
+    """What projections need from one walk over the task tree."""
+
+    ready: list[ReadyTask]
+    timers: list[PendingTimer]
+    variables: dict
+    completed: bool
+
+
 def _state_name(task) -> str:
     return TaskState.get_name(task.state)
 
@@ -140,43 +150,72 @@ class Instance:
     def completed(self) -> bool:
         return self.workflow.completed
 
+    def snapshot(self) -> Snapshot:
+        """Ready user tasks, pending timers and current data, from a single walk of the tree.
+
+        Projections run after every step; walking the tree once instead of once per question
+        is a measurable share of a timer firing.
+        """
+        ready, timers, latest_active, latest_done = [], [], None, None
+        for task in self.workflow.get_tasks():
+            state = task.state
+            spec = task.task_spec
+            if state == TaskState.READY and isinstance(spec, UserTask):
+                info = self.parsed.user_tasks.get(spec.name)
+                if info is not None:
+                    ready.append(ReadyTask(str(task.id), info.spec_name, info.title, info.lane, info.form, task.data))
+            if state & (TaskState.READY | TaskState.WAITING) and isinstance(spec, UserTask):
+                if latest_active is None or task.last_state_change > latest_active.last_state_change:
+                    latest_active = task
+            elif state == TaskState.COMPLETED:
+                if latest_done is None or task.last_state_change > latest_done.last_state_change:
+                    latest_done = task
+            elif state == TaskState.WAITING and isinstance(spec, CatchingEvent):
+                timer = self._pending_timer(task)
+                if timer is not None:
+                    timers.append(timer)
+        latest = latest_active or latest_done
+        if latest is None:
+            variables = dict(self.workflow.data)
+        elif self.workflow.completed:
+            variables = {**latest.data, **self.workflow.data}
+        else:
+            variables = latest.data
+        return Snapshot(ready, timers, variables, self.workflow.completed)
+
     def ready_user_tasks(self) -> list[ReadyTask]:
-        result = []
-        for task in self.workflow.get_tasks(state=TaskState.READY, manual=True):
-            info = self.parsed.user_tasks.get(task.task_spec.name)
-            if info is None or not isinstance(task.task_spec, UserTask):
-                continue
-            result.append(ReadyTask(str(task.id), info.spec_name, info.title, info.lane, info.form, task.data))
-        return result
+        return self.snapshot().ready
 
     def pending_timers(self) -> list[PendingTimer]:
         """Timers waiting to fire, with their absolute due time (UTC)."""
-        result = []
-        for task in self.workflow.get_tasks(state=TaskState.WAITING, spec_class=CatchingEvent):
-            definition = getattr(task.task_spec, "event_definition", None)
-            if not isinstance(definition, TimerEventDefinition):
-                continue
-            value = task.internal_data.get("event_value")
-            if value is None:
-                continue
-            due = value["next"] if isinstance(value, dict) else value
-            attached = None
-            if isinstance(task.task_spec, BoundaryEvent) and task.parent is not None:
-                # The boundary split's one child that is not an event is the activity it guards.
-                attached = next(
-                    (c for c in task.parent.children if not isinstance(c.task_spec, BoundaryEvent)), None
-                )
-            result.append(
-                PendingTimer(
-                    task_id=str(task.id),
-                    spec_name=task.task_spec.name,
-                    name=self.parsed.titles.get(task.task_spec.name, task.task_spec.name),
-                    due_at=TimerEventDefinition.get_datetime(due),
-                    interrupting=bool(getattr(task.task_spec, "cancel_activity", True)),
-                    attached_to=attached.task_spec.name if attached is not None else None,
-                )
+        return self.snapshot().timers
+
+    def variables(self) -> dict:
+        """The case's current process data: what the latest step left behind."""
+        return self.snapshot().variables
+
+    def _pending_timer(self, task) -> PendingTimer | None:
+        definition = getattr(task.task_spec, "event_definition", None)
+        if not isinstance(definition, TimerEventDefinition):
+            return None
+        value = task.internal_data.get("event_value")
+        if value is None:
+            return None
+        due = value["next"] if isinstance(value, dict) else value
+        attached = None
+        if isinstance(task.task_spec, BoundaryEvent) and task.parent is not None:
+            # The boundary split's one child that is not an event is the activity it guards.
+            attached = next(
+                (c for c in task.parent.children if not isinstance(c.task_spec, BoundaryEvent)), None
             )
-        return result
+        return PendingTimer(
+            task_id=str(task.id),
+            spec_name=task.task_spec.name,
+            name=self.parsed.titles.get(task.task_spec.name, task.task_spec.name),
+            due_at=TimerEventDefinition.get_datetime(due),
+            interrupting=bool(getattr(task.task_spec, "cancel_activity", True)),
+            attached_to=attached.task_spec.name if attached is not None else None,
+        )
 
     def task_state(self, task_id: str) -> str | None:
         task = self._find(task_id)
@@ -211,7 +250,7 @@ class Instance:
         Both calls are needed: refresh_timers() marks due timers ready, do_engine_steps() runs
         them and whatever follows.
         """
-        waiting = {t.task_id for t in self.pending_timers()}
+        waiting = [str(t.id) for t in self.workflow.get_tasks(state=TaskState.WAITING, spec_class=CatchingEvent)]
         self.workflow.refresh_timers()
         self.workflow.do_engine_steps()
         fired = []
@@ -220,16 +259,3 @@ class Instance:
             if task is not None and task.state == TaskState.COMPLETED:
                 fired.append(task_id)
         return fired
-
-    def variables(self) -> dict:
-        """The case's current process data: what the latest step left behind."""
-        ready = self.workflow.get_tasks(state=TaskState.READY | TaskState.WAITING)
-        candidates = [t for t in ready if isinstance(t.task_spec, UserTask)]
-        if not candidates:
-            candidates = self.workflow.get_tasks(state=TaskState.COMPLETED)
-        if not candidates:
-            return dict(self.workflow.data)
-        latest = max(candidates, key=lambda t: t.last_state_change)
-        if self.workflow.completed:
-            return {**latest.data, **self.workflow.data}
-        return latest.data

@@ -19,7 +19,10 @@ _PENDING = "pending_notifications"
 
 
 def notify(users, kind: str, message: str, case_id: int | None = None) -> int:
-    """Add one notification per distinct user; only flushes (the caller's service commits)."""
+    """Add one notification per distinct user; the caller's service commits.
+
+    ``users`` are anything with ``id``, ``username`` and ``phone``: User objects or contact rows.
+    """
     seen = set()
     for user in users:
         if user is None or user.id in seen:
