@@ -294,31 +294,41 @@ def fire_due_timers(now: datetime | None = None, limit: int = 10_000) -> int:
 
 
 def fire_next_due_timer() -> int | None:
-    """Claim the oldest due timer nobody else holds and fire its case's due timers.
+    """Claim the case with the oldest due timer that nobody else holds, and fire its timers.
 
     Returns how many fired (0 when another scheduler got there first), or None when nothing is
-    due. On PostgreSQL the claim is ``FOR UPDATE SKIP LOCKED``, so concurrent schedulers take
-    different cases; re-reading the timers under the case lock makes a repeat do nothing.
+    due. Locks go case first, as for users completing tasks: on PostgreSQL the claim is
+    ``FOR UPDATE OF dispute_case SKIP LOCKED``, so concurrent schedulers take different cases
+    and never wait on each other's timer rows. Re-reading the timers under the case lock makes
+    a repeat do nothing.
     """
     with UnitOfWork() as uow:
         now = clock.now()
-        claim = (select(Timer.id, Timer.case_id).where(Timer.status == "pending", Timer.due_at <= now)
+        claim = (select(DisputeCase.id).join(Timer, Timer.case_id == DisputeCase.id)
+                 .where(Timer.status == "pending", Timer.due_at <= now)
                  .order_by(Timer.due_at, Timer.id).limit(1))
         if db.session.get_bind().dialect.name == "postgresql":
-            claim = claim.with_for_update(skip_locked=True)
-        claimed = db.session.execute(claim).first()
-        if claimed is None:
+            claim = claim.with_for_update(of=DisputeCase, skip_locked=True)
+        case_id = db.session.scalar(claim)
+        if case_id is None:
             return None
-        count = _fire_locked_case(claimed.case_id, now)
-        timer = db.session.get(Timer, claimed.id)
-        if timer.status == "pending" and timer.due_at <= now:
-            # The engine did not fire what the projection said was due: park it rather than
-            # claiming it forever, and leave a trace for `flask doctor`.
-            timer.status = "stuck"
-            _record(timer_case(timer), None, "timer_stuck", f"定时器未能触发：{timer.name}",
-                    data={"timer": timer.spec_name, "due_at": timer.due_at.isoformat()})
+        due_ids = _due_timer_ids(case_id, now)
+        count = _fire_locked_case(case_id, now)
+        for timer_id in due_ids:
+            timer = db.session.get(Timer, timer_id)
+            if timer.status == "pending" and timer.due_at <= now:
+                # The engine did not fire what the projection said was due: park it rather
+                # than claiming it forever, and leave a trace on the case.
+                timer.status = "stuck"
+                _record(timer_case(timer), None, "timer_stuck", f"定时器未能触发：{timer.name}",
+                        data={"timer": timer.spec_name, "due_at": timer.due_at.isoformat()})
         uow.commit()
     return count
+
+
+def _due_timer_ids(case_id: int, now: datetime) -> list[int]:
+    return list(db.session.scalars(select(Timer.id).where(
+        Timer.case_id == case_id, Timer.status == "pending", Timer.due_at <= now)))
 
 
 def timer_case(timer: Timer) -> DisputeCase:
