@@ -36,12 +36,17 @@ from app.org.models import Level, OrgUnit, User
 from app.org.roles import ROLE_TIER, ROLES
 from app.processes import services as processes
 from app.processes.models import ProcessVersion
+from app.scheduling import calendar
 from app.scheduling import services as scheduling
 
 # Process variables copied onto the case row after each step (the intake form may correct them).
 CASE_FIELDS_FROM_DATA = (
     "title", "description", "category", "channel", "risk_level", "people_involved", "parties", "location",
 )
+
+
+#: Domain helpers diagram code may call, e.g. timers: ``duration_of(time_limits["village"])``.
+DIAGRAM_HELPERS = {"duration_of": calendar.duration_of}
 
 
 class ProcessFailure(DomainError):
@@ -85,11 +90,11 @@ def _check_codes(new: NewCase) -> None:
 
 @lru_cache(maxsize=4)
 def _engine_with_budget(time_budget: float):
-    # Domain helpers diagrams may call, e.g. timer `duration_of(time_limits["village"])`.
-    return engine.create_script_engine(helpers={"duration_of": scheduling.duration_of}, time_budget=time_budget)
+    return engine.create_script_engine(helpers=DIAGRAM_HELPERS, time_budget=time_budget)
 
 
 def _script_engine():
+    scheduling.working_calendar()  # re-read the holiday calendar when it has gone stale
     return _engine_with_budget(current_app.config["SCRIPT_TIME_BUDGET"])
 
 

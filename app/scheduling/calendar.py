@@ -14,6 +14,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from app import clock
+
 SHIPPED = sorted((Path(__file__).parent / "calendars").glob("*.json"))
 _WORKING_SPEC = re.compile(r"^\s*(\d{1,3})\s*WD\s*$", re.IGNORECASE)
 
@@ -82,3 +84,12 @@ def install(calendar: WorkingCalendar) -> None:
     global _current
     with _lock:
         _current = calendar
+
+
+def duration_of(spec: str) -> str:
+    """Diagram helper: a time limit ("P15D", or "10WD" for working days) as an ISO duration.
+
+    Timer expressions call it (``duration_of(time_limits["village"])``) when the timer starts,
+    so working days are counted from that moment on the installed calendar.
+    """
+    return current().duration_from(clock.now(), spec)

@@ -60,11 +60,6 @@ def working_calendar() -> calendar.WorkingCalendar:
     return calendar.current()
 
 
-def duration_of(spec: str) -> str:
-    """Diagram helper: a time limit ("P15D", or "10WD" for working days) as an ISO duration."""
-    return working_calendar().duration_from(clock.now(), spec)
-
-
 def acquire_lease(name: str, holder: str, ttl_seconds: float) -> bool:
     """Take or renew the named lease; False while another holder's lease is still valid."""
     with UnitOfWork() as uow:

@@ -22,6 +22,13 @@ def parsed():
     return engine.parse_bundle("dispute_lifecycle", bpmn, dmn)
 
 
+def script_engine():
+    """The restricted engine with the app's diagram helpers (working-day time limits)."""
+    from app.cases.services import DIAGRAM_HELPERS
+
+    return engine.create_script_engine(helpers=DIAGRAM_HELPERS)
+
+
 class Driver:
     """Drive one instance like the service does: step, save, reload."""
 
@@ -31,14 +38,14 @@ class Driver:
     def start(self, **intake):
         data = {"title": "t", "category": "neighbour", "risk_level": "low", "people_involved": 2,
                 "time_limit_overrides": intake.pop("time_limit_overrides", {})}
-        self.instance = engine.Instance.start(self.parsed, data, engine.script_engine())
+        self.instance = engine.Instance.start(self.parsed, data, script_engine())
         self._round_trip()
         self.complete("intake_register", form_data("intake_register", **intake))
         return self
 
     def _round_trip(self):
         before = self.instance.dump()
-        self.instance = engine.Instance.load(self.parsed, before, engine.script_engine())
+        self.instance = engine.Instance.load(self.parsed, before, script_engine())
         assert self.instance.dump() == before, "save/restore changed the state"
 
     @property
@@ -248,3 +255,19 @@ def test_instance_state_leaves_the_definition_out(drive):
     # Sub-workflows name their spec ("spec": "village_mediation"); no task spec is stored.
     assert "task_specs" not in state and '"typename": "BpmnProcessSpec"' not in state
     assert len(state) < 20_000
+
+
+def test_time_limits_in_working_days_follow_the_holiday_calendar(drive):
+    from app.scheduling import calendar
+
+    holidays, workdays = calendar.parse_calendar_file(calendar.SHIPPED[0].read_text("utf-8"))
+    calendar.install(calendar.WorkingCalendar(frozenset(holidays), frozenset(workdays)))
+    try:
+        drive.now[0] = datetime(2026, 9, 30, 2, 0, tzinfo=UTC)  # Wednesday 10:00 in Shanghai
+        drive.start(time_limit_overrides={"village": "3WD", "village_reminder": "1WD"})
+        timers = drive.timers()
+        # 1 working day after 30 Sep is 8 Oct (National Day); 3 are 8, 9 and the adjusted Sat 10.
+        assert timers["village_reminder"] == datetime(2026, 10, 8, 2, 0, tzinfo=UTC)
+        assert timers["village_time_limit"] == datetime(2026, 10, 10, 2, 0, tzinfo=UTC)
+    finally:
+        calendar.install(calendar.WorkingCalendar())
