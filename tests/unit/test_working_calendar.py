@@ -1,5 +1,5 @@
 """Working days with the official 2026 calendar: weekends, holidays and adjusted working days."""
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -42,10 +42,10 @@ def test_12345_complaint_limit_of_13_working_days_spans_the_holiday(cal):
 
 
 def test_duration_from_turns_working_days_into_a_timer_duration(cal):
-    friday_evening_local = datetime(2026, 9, 30, 10, 0, tzinfo=timezone.utc)  # 18:00 in Shanghai
+    friday_evening_local = datetime(2026, 9, 30, 10, 0, tzinfo=UTC)  # 18:00 in Shanghai
     assert cal.duration_from(friday_evening_local, "1WD") == "P8D"
     assert cal.duration_from(friday_evening_local, "P15D") == "P15D", "ISO durations pass through"
-    late_utc = datetime(2026, 11, 20, 17, 0, tzinfo=timezone.utc)  # already Saturday in Shanghai
+    late_utc = datetime(2026, 11, 20, 17, 0, tzinfo=UTC)  # already Saturday in Shanghai
     assert cal.duration_from(late_utc, "1wd") == "P2D", "counted in local dates"
 
 
