@@ -192,6 +192,8 @@ def scheduler_run_command(sweep, once, now_text):
 @click.option("--port", default=5000)
 def serve_command(host, port):
     """Serve the app for a single machine with the timer scheduler embedded (``make run``)."""
+    from werkzeug.serving import run_simple
+
     from app.scheduling.scheduler import TimerScheduler
 
     app = current_app._get_current_object()
@@ -199,7 +201,8 @@ def serve_command(host, port):
     timer_scheduler.start()
     click.echo(f"serving on http://{host}:{port} with the timer scheduler embedded")
     try:
-        app.run(host=host, port=port, use_reloader=False, threaded=True)
+        # app.run() refuses to start inside the flask CLI; the server it wraps does not.
+        run_simple(host, port, app, threaded=True, use_reloader=False)
     finally:
         timer_scheduler.shutdown()
 

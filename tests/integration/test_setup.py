@@ -1,4 +1,6 @@
 """Set-up works for a new user: migrations build every table, seeding is idempotent, deploys version."""
+from datetime import date
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select
@@ -61,3 +63,24 @@ def test_workflows_deploy_cli_reports_a_broken_diagram(sqlite_app, tmp_path):
     # names the element whose flow is broken and the id it points at
     assert "s: " in result.output and "missing_task" in result.output
     assert len(processes.list_versions()) == 1, "nothing half-deployed"
+
+
+def test_operator_updates_the_holiday_calendar(sqlite_app, tmp_path):
+    from app.scheduling import calendar
+
+    next_year = tmp_path / "cn-2027.json"
+    next_year.write_text('{"holidays": [{"from": "2027-01-01", "to": "2027-01-03", "name": "元旦"}],'
+                         ' "workdays": [{"date": "2027-01-09", "name": "调休上班"}]}', encoding="utf-8")
+    runner = sqlite_app.test_cli_runner()
+    result = runner.invoke(args=["calendar", "import", str(next_year)])
+    assert result.exit_code == 0 and "3 holidays, 1 adjusted working days" in result.output
+    shown = runner.invoke(args=["calendar", "show", "2027"]).output.splitlines()
+    assert shown == ["2027-01-01 holiday  元旦", "2027-01-02 holiday  元旦", "2027-01-03 holiday  元旦",
+                     "2027-01-09 workday  调休上班"]
+    assert calendar.current().is_working_day(date(2027, 1, 9))
+    assert runner.invoke(args=["calendar", "show", "2026"]).output.count("holiday") == 33, "2026 untouched"
+
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"holidays": [{"from": "2027-05-05", "to": "2027-05-01"}]}', encoding="utf-8")
+    refused = runner.invoke(args=["calendar", "import", str(broken)])
+    assert refused.exit_code != 0 and "not valid" in refused.output
