@@ -13,6 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed
+	$(BIN)/pybabel compile -d app/translations
 
 db: setup
 	$(BIN)/flask db upgrade
@@ -22,10 +23,18 @@ run: db
 	$(BIN)/flask serve --host 127.0.0.1 --port 5000
 
 test: setup
+test: chromium
 	$(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check app tests
+
+.PHONY: chromium
+# Browser tests drive Debian's chromium (never a downloaded one); CJK fonts keep screenshots legible.
+chromium:
+	@command -v chromium >/dev/null 2>&1 && dpkg -s fonts-wqy-microhei >/dev/null 2>&1 \
+	  || [ "$$(id -u)" != 0 ] \
+	  || (apt-get update && apt-get install -y chromium fonts-wqy-microhei)
 
 clean:
 	rm -rf $(VENV) instance *.egg-info

@@ -1,17 +1,15 @@
 """Grassroots dispute resolution on SpiffWorkflow: the application factory."""
 from pathlib import Path
 
-from flask import Flask, request, session
+from flask import Flask, session
 
 from app.config import Config
 from app.extensions import babel, csrf, db, login_manager, migrate, rest_api
 
 
 def _select_locale():
-    chosen = session.get("locale")
-    if chosen:
-        return chosen
-    return request.accept_languages.best_match(["zh_CN", "zh", "en"]) or "zh_CN"
+    """Chinese first, whatever the browser says; English only when the user switches."""
+    return session.get("locale") or "zh_CN"
 
 
 def create_app(config: type | None = None, **overrides) -> Flask:

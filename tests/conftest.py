@@ -5,9 +5,11 @@ the shipped workflows and seeded with the demo county once per session; each tes
 fresh copy (SQLite) or truncated case tables (PostgreSQL).
 """
 import os
+import re
 import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -184,3 +186,81 @@ def as_user(client):
         return cache[username]
 
     return make
+
+
+# ---------------------------------------------------------------------------------------------
+# Web pages (mediator workspace, public intake): logged-in browsers-without-a-browser
+
+class FreshPageClient(FreshUserClient):
+    """Also forget what the previous request of the shared context cached in ``g``: Flask-Babel's
+    language and Flask-WTF's CSRF token (which belongs to another cookie jar)."""
+
+    def open(self, *args, **kwargs):
+        g.pop("_flask_babel", None)
+        g.pop("csrf_token", None)
+        return super().open(*args, **kwargs)
+
+
+class WebSession:
+    """One person's cookie jar on the web pages; posts carry the session's CSRF token."""
+
+    TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+    def __init__(self, client, username=None):
+        self.client = client
+        self.username = username
+        self._token = None
+
+    def token(self):
+        if self._token is None:
+            page = self.client.get("/report/lookup")
+            self._token = self.TOKEN.search(page.get_data(as_text=True)).group(1)
+        return self._token
+
+    def login(self, username, password="demo12345"):
+        response = self.post("/login", data={"username": username, "password": password})
+        assert response.status_code == 302, f"login as {username} failed"
+        self.username = username
+        return self
+
+    def get(self, path, **kwargs):
+        return self.client.get(path, **kwargs)
+
+    def post(self, path, data=None, csrf=True, **kwargs):
+        if data is None or isinstance(data, dict):
+            data = dict(data or {})
+            if csrf:
+                data.setdefault("csrf_token", self.token())
+        return self.client.post(path, data=data, **kwargs)
+
+
+@pytest.fixture
+def web(app, tmp_path):
+    """``web(username)``: a logged-in WebSession (``web()``: anonymous), CSRF protection on."""
+    app.config["WTF_CSRF_ENABLED"] = True
+    app.config["ATTACHMENTS_DIR"] = str(tmp_path / "attachments")
+    app.test_client_class = FreshPageClient
+
+    def make(username=None):
+        session = WebSession(app.test_client())
+        return session.login(username) if username else session
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def compiled_translations():
+    """Compile the .po catalogs to .mo when missing or stale (as `make setup` does), for tests that
+    look at the English pages from a checkout that skipped the set-up."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    root = Path(__file__).resolve().parent.parent / "app" / "translations"
+    for po in root.glob("*/LC_MESSAGES/messages.po"):
+        mo = po.with_suffix(".mo")
+        if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
+            with po.open("rb") as source:
+                catalog = read_po(source)
+            with mo.open("wb") as target:
+                write_mo(target, catalog)
+    return root

@@ -6,7 +6,7 @@ its pending ``timer`` rows and appends to ``case_event``.
 """
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -66,10 +66,16 @@ class DisputeCase(db.Model):
     updated_at = mapped_column(UTCDateTime, default=utcnow)
     #: bumped by every engine step; lets clients detect that they looked at an old state
     lock_version: Mapped[int] = mapped_column(default=0)
+    #: a grid worker flagged the report as a high-value event (a major hazard removed, a loss
+    #: averted); a supervisor over the case's unit confirms it for the reward scheme
+    high_value_reported: Mapped[bool] = mapped_column(default=False, server_default=false())
+    high_value_confirmed: Mapped[bool] = mapped_column(default=False, server_default=false())
+    high_value_confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
 
     org_unit: Mapped[OrgUnit] = relationship(lazy="joined")
     process_version: Mapped[ProcessVersion] = relationship()
-    created_by: Mapped[User | None] = relationship()
+    created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
+    high_value_confirmed_by: Mapped[User | None] = relationship(foreign_keys=[high_value_confirmed_by_id])
 
     __table_args__ = (
         Index("ix_case_org_path_status", "org_path", "status"),
@@ -177,3 +183,36 @@ class CaseEvent(db.Model):
     data: Mapped[dict | None] = mapped_column(JSONType)
 
     actor: Mapped[User | None] = relationship()
+
+
+class CaseComment(db.Model):
+    """A note between the people handling a case (not shown to the parties)."""
+
+    __tablename__ = "case_comment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("dispute_case.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+
+    author: Mapped[User] = relationship()
+
+
+class CaseAttachment(db.Model):
+    """A file attached to a case; the bytes live outside the web root, named by their SHA-256."""
+
+    __tablename__ = "case_attachment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("dispute_case.id"), index=True)
+    original_name: Mapped[str] = mapped_column(String(255))
+    #: the file name under the attachments directory (the hex SHA-256: equal files are stored once)
+    stored_name: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    uploaded_at = mapped_column(UTCDateTime, default=utcnow)
+
+    uploaded_by: Mapped[User] = relationship()

@@ -212,7 +212,8 @@ class Instance:
             task_id=str(task.id),
             spec_name=task.task_spec.name,
             name=self.parsed.titles.get(task.task_spec.name, task.task_spec.name),
-            due_at=TimerEventDefinition.get_datetime(due),
+            # a plain datetime: the library's parse returns our clock-patched subclass
+            due_at=datetime.fromisoformat(TimerEventDefinition.get_datetime(due).isoformat()),
             interrupting=bool(getattr(task.task_spec, "cancel_activity", True)),
             attached_to=attached.task_spec.name if attached is not None else None,
         )
@@ -259,3 +260,23 @@ class Instance:
             if task is not None and task.state == TaskState.COMPLETED:
                 fired.append(task_id)
         return fired
+
+    # -- interventions -----------------------------------------------------------------------
+    def move_timer(self, task_id: str, due_at: datetime) -> None:
+        """Give a waiting timer a new absolute due time (extending a time limit, resuming)."""
+        task = self._find(task_id)
+        if task is None or task.state != TaskState.WAITING:
+            raise TaskNotFound(task_id)
+        if not isinstance(getattr(task.task_spec, "event_definition", None), TimerEventDefinition):
+            raise TaskNotFound(task_id)
+        task.internal_data["event_value"] = due_at.isoformat()
+
+    def update_data(self, values: dict) -> None:
+        """Set process data on the tasks that carry it forward (the ready and waiting ones)."""
+        for task in self.workflow.get_tasks(state=TaskState.READY | TaskState.WAITING):
+            task.data.update(values)
+
+    def cancel(self, **final_data) -> None:
+        """End the workflow now (a case withdrawn by the parties); nothing further runs."""
+        self.workflow.data.update(final_data)
+        self.workflow.cancel()

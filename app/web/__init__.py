@@ -12,8 +12,14 @@ from app.org.models import User
 
 def register_web(app):
     from app.web.auth.routes import bp as auth_bp
+    from app.web.mediator import bp as mediator_bp
+    from app.web.public import admin_bp as qr_admin_bp
+    from app.web.public import bp as public_bp
 
     app.register_blueprint(auth_bp)
+    app.register_blueprint(mediator_bp)
+    app.register_blueprint(public_bp)
+    app.register_blueprint(qr_admin_bp)
 
     @login_manager.user_loader
     def _load_user(user_id):

@@ -3,12 +3,11 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from app.cases import queries
 from app.org import services as org
 
 bp = Blueprint("auth", __name__)
@@ -54,5 +53,4 @@ def language(code):
 @bp.route("/home")
 @login_required
 def home():
-    page = queries.inbox(current_user, per_page=50)
-    return render_template("auth/home.html", tasks=page.items, total=page.total)
+    return redirect(url_for("mediator.inbox"))
