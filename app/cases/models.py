@@ -19,10 +19,12 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
 class CaseStatus:
-    """intake: awaiting the clerk's registration; open: being handled at some tier; closed."""
+    """intake: awaiting the clerk's registration; open: being handled at some tier;
+    suspended: paused by a supervisor (time limits stand still); closed."""
 
     intake = "intake"
     open = "open"
+    suspended = "suspended"
     closed = "closed"
 
 
@@ -72,8 +74,14 @@ class DisputeCase(db.Model):
     high_value_confirmed: Mapped[bool] = mapped_column(default=False, server_default=false())
     high_value_confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
 
+    #: the named leader responsible for a major case (领导包案)
+    leader_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    #: set while a supervisor has suspended the case; its time limits stand still meanwhile
+    suspended_at = mapped_column(UTCDateTime, nullable=True)
+
     org_unit: Mapped[OrgUnit] = relationship(lazy="joined")
     process_version: Mapped[ProcessVersion] = relationship()
+    leader: Mapped[User | None] = relationship(foreign_keys=[leader_id])
     created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
     high_value_confirmed_by: Mapped[User | None] = relationship(foreign_keys=[high_value_confirmed_by_id])
 

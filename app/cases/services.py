@@ -142,6 +142,29 @@ def start_case(actor: User | None, new: NewCase) -> DisputeCase:
     return case
 
 
+def change_workflow(case: DisputeCase, actor: User | None, change) -> None:
+    """Apply ``change(instance)`` to a case's workflow, then save and rewrite its projections.
+
+    For other services' interventions; the caller owns the transaction and has locked the case
+    (``lock_case``) before calling.
+    """
+    instance = _load(case)
+    _run(lambda: change(instance))
+    _save_and_project(case, instance, actor)
+
+
+def lock_case(case_id: int) -> DisputeCase:
+    case = lock_row(DisputeCase, case_id)
+    if case is None:
+        raise NotFound(f"dispute {case_id} not found")
+    return case
+
+
+def record_event(case: DisputeCase, actor: User | None, kind: str, message: str, **kwargs) -> None:
+    """Append to the case's event log (inside the caller's transaction)."""
+    _record(case, actor, kind, message, **kwargs)
+
+
 def _run(step):
     try:
         return step()
@@ -185,6 +208,9 @@ def _locked_task(actor: User, task_id: int) -> tuple[DisputeCase, HumanTask]:
 
 def _ensure_ready(task: HumanTask) -> None:
     if task.status == TaskStatus.ready:
+        if task.case.status == CaseStatus.suspended:
+            raise Conflict("the case is suspended by a supervisor; it cannot be worked on until resumed",
+                           code="suspended")
         return
     when = task.completed_at.isoformat() if task.completed_at else "an earlier time"
     if task.status == TaskStatus.completed:
@@ -410,6 +436,8 @@ def _save_and_project_unflushed(case, instance, actor, completed_task_id, fired_
     if snapshot.completed:
         case.status = CaseStatus.closed
         case.closed_at = case.closed_at or now
+    elif case.suspended_at is not None:
+        case.status = CaseStatus.suspended
     else:
         case.status = CaseStatus.open if case.current_tier else CaseStatus.intake
         case.closed_at = None
