@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi.py
 
-.PHONY: setup db run test lint clean
+.PHONY: setup assets db run test lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,7 +12,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-setup: $(VENV)/.installed
+# Front-end libraries from the npm registry, served from app/static/vendor.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+app/static/vendor/.built: node_modules/.installed assets/build.mjs $(wildcard assets/modeler/*)
+	node assets/build.mjs
+	touch $@
+
+assets: app/static/vendor/.built
+
+setup: $(VENV)/.installed assets
 	$(BIN)/pybabel compile -d app/translations
 
 db: setup
