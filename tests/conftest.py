@@ -149,7 +149,9 @@ def pg_app(pg_database, fake_clock):
 
 @pytest.fixture
 def client(app):
-    app.test_client_class = FreshUserClient
+    # Keep a more specific client class (the web fixture's) whatever order fixtures ran in.
+    if not (app.test_client_class and issubclass(app.test_client_class, FreshUserClient)):
+        app.test_client_class = FreshUserClient
     return app.test_client()
 
 

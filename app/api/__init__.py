@@ -7,9 +7,9 @@ from app.extensions import csrf
 
 
 def register_api(app, api):
-    from app.api import auth, disputes, notifications, processes, tasks
+    from app.api import auth, disputes, interventions, notifications, processes, tasks
 
-    modules = (auth, disputes, tasks, notifications, processes)
+    modules = (auth, disputes, tasks, notifications, interventions, processes)
     for module in modules:
         # Bearer clients send no CSRF token; cookie sessions are checked in require_login.
         csrf.exempt(module.blp)

@@ -430,7 +430,7 @@ def _save_and_project_unflushed(case, instance, actor, completed_task_id, fired_
     case.department = data.get("department") or case.department
     case.outcome = data.get("outcome")
     case.satisfaction = data.get("satisfaction")
-    case.is_major = bool(data.get("is_major"))
+    case.is_major = bool(data.get("is_major") or data.get("leader_designated"))
     case.escalation_count = int(data.get("escalation_count") or 0)
     case.reopen_count = int(data.get("reopen_count") or 0)
     if snapshot.completed:
