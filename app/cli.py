@@ -14,6 +14,7 @@ def register_cli(app):
     app.cli.add_command(scheduler)
     app.cli.add_command(calendar_group)
     app.cli.add_command(serve_command)
+    app.cli.add_command(doctor_command)
     app.cli.add_command(workflows)
     app.cli.add_command(timers)
     app.cli.add_command(users)
@@ -241,3 +242,21 @@ def calendar_show_command(year):
         CalendarDay.day >= date(year, 1, 1), CalendarDay.day <= date(year, 12, 31)).order_by(CalendarDay.day))
     for row in rows:
         click.echo(f"{row.day} {row.kind:<8} {row.name}")
+
+
+@click.command("doctor")
+@click.option("--fix", is_flag=True, help="rebuild mismatched projections from the stored state")
+@click.argument("case_ids", nargs=-1, type=int)
+def doctor_command(fix, case_ids):
+    """Check every case's projections against its stored workflow state."""
+    from app.cases.doctor import examine
+
+    findings = examine(list(case_ids) or None, fix=fix)
+    for finding in findings:
+        click.echo(f"{finding.number} (id {finding.case_id}):")
+        for problem in finding.problems:
+            click.echo(f"  - {problem}")
+    verb = "rebuilt" if fix else "found"
+    click.echo(f"{len(findings)} case(s) with mismatches {verb}" if findings else "all cases consistent")
+    if findings and not fix:
+        raise SystemExit(1)

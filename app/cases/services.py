@@ -508,8 +508,12 @@ def _project_timers(case, engine_timers, fired_ids, now) -> tuple[bool, list[Tim
                 _record(case, None, "reminder", f"催办：{row.name}", data={"timer": row.spec_name, "due_at": row.due_at.isoformat()})
         else:
             row.status = "cancelled"
+    others = {} if not set(pending) - set(rows) else {r.task_id: r for r in db.session.scalars(
+        select(Timer).where(Timer.case_id == case.id, Timer.status != "pending"))}
     for task_id, timer in pending.items():
-        if task_id not in rows:
+        if task_id in others:  # only when rebuilding projections someone damaged (flask doctor)
+            others[task_id].status, others[task_id].due_at = "pending", timer.due_at
+        elif task_id not in rows:
             db.session.add(Timer(
                 case_id=case.id, task_id=task_id, spec_name=timer.spec_name, name=timer.name,
                 kind=TimerKind.time_limit if timer.interrupting else TimerKind.reminder,
@@ -537,8 +541,13 @@ def _project_tasks(case, ready_tasks, actor, completed_task_id, fired_limit, now
             _record(case, None, "task_cancelled", f"「{row.title}」已撤销（{'办理时限届满' if fired_limit else '流程已推进'}）",
                     task_id=task_id)
     created = []
+    others = {} if not set(ready) - set(rows) else {r.task_id: r for r in db.session.scalars(
+        select(HumanTask).where(HumanTask.case_id == case.id, HumanTask.status != TaskStatus.ready))}
     for task_id, info in ready.items():
         if task_id in rows:
+            continue
+        if task_id in others:  # only when rebuilding projections someone damaged (flask doctor)
+            others[task_id].status, others[task_id].completed_at = TaskStatus.ready, None
             continue
         unit = _task_unit(case, info.lane)
         created.append(HumanTask(
