@@ -34,7 +34,8 @@ def register_api(app, api):
         if isinstance(exc, InvalidInput):
             body["errors"] = exc.errors
         body.update({k: v for k, v in exc.details.items() if v is not None})
-        return jsonify(body), exc.status
+        headers = {"Retry-After": str(exc.details["retry_after"])} if "retry_after" in exc.details else {}
+        return jsonify(body), exc.status, headers
 
 
 PUBLIC_ENDPOINTS = {"api_auth.Tokens"}

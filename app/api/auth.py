@@ -1,4 +1,5 @@
 """Tokens for integrators and a who-am-I endpoint."""
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields
@@ -28,7 +29,7 @@ class Tokens(MethodView):
     @blp.response(201, TokenSchema)
     def post(self, payload):
         """Exchange a username and password for a bearer token (shown once)."""
-        user = org.authenticate(payload["username"], payload["password"])
+        user = org.authenticate(payload["username"], payload["password"], request.remote_addr)
         if user is None:
             abort(401, message="wrong username or password")
         return {"token": org.create_api_token(user, payload["name"]), "token_type": "Bearer"}

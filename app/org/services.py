@@ -9,8 +9,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 
 from app.database import UnitOfWork
-from app.errors import InvalidInput, NotFound
+from app.errors import DomainError, InvalidInput, NotFound
 from app.extensions import db
+from app.org import throttle
 from app.org.models import LEVEL_ORDER, ApiToken, Level, OrgUnit, RoleGrant, User
 from app.org.roles import ROLES
 
@@ -23,15 +24,29 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def authenticate(username: str, password: str) -> User | None:
-    """Return the active user with these credentials, or None."""
+class LoginThrottled(DomainError):
+    """Too many failed logins for this username lately; ``retry_after`` seconds to wait."""
+
+    status = 429
+
+
+def authenticate(username: str, password: str, address: str | None = None) -> User | None:
+    """Return the active user with these credentials, or None; refuse while throttled."""
+    wait = throttle.locked_for(username)
+    if wait is not None:
+        minutes = max(1, int(wait.total_seconds() // 60) + 1)
+        raise LoginThrottled(f"too many failed logins: try again in {minutes} minute(s)",
+                             retry_after=int(wait.total_seconds()) + 1)
     user = db.session.scalar(select(User).where(User.username == username))
     try:
         _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
+        throttle.record_failure(username, address)
         return None
     if user is None or not user.active:
+        throttle.record_failure(username, address)
         return None
+    throttle.clear(username)
     return user
 
 

@@ -147,7 +147,7 @@ def test_every_intervention_event_names_who_and_when(as_user, village_case, fake
     supervisor.post(f"/disputes/{case_id}/suspend", json={"reason": "暂缓"})
     supervisor.post(f"/disputes/{case_id}/resume", json={"reason": "继续"})
     rows = db.session.scalars(select(CaseEvent).where(
-        CaseEvent.case_id == case_id, CaseEvent.kind.in_(["suspended", "resumed"]))).all()
+        CaseEvent.case_id == case_id, CaseEvent.kind.in_(["suspended", "resumed"])).order_by(CaseEvent.id)).all()
     assert [(r.kind, r.actor.username, r.at) for r in rows] == [
         ("suspended", TOWN_SUPERVISOR, fake_clock.now.astimezone(UTC)),
         ("resumed", TOWN_SUPERVISOR, fake_clock.now.astimezone(UTC))]

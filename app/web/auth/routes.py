@@ -29,7 +29,12 @@ def _safe_next(target: str | None) -> str:
 def login():
     form = LoginForm()
     if form.validate_on_submit():
-        user = org.authenticate(form.username.data, form.password.data)
+        try:
+            user = org.authenticate(form.username.data, form.password.data, request.remote_addr)
+        except org.LoginThrottled as exc:
+            minutes = exc.details["retry_after"] // 60 + 1
+            flash(_("登录失败次数过多，请 %(minutes)s 分钟后再试", minutes=minutes), "error")
+            return render_template("auth/login.html", form=form), 429
         if user is not None:
             login_user(user)
             return redirect(_safe_next(request.args.get("next")))
