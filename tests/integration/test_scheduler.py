@@ -277,3 +277,33 @@ def test_two_scheduler_processes_fire_each_of_1000_timers_once(pg_app, fake_cloc
     escalations = db.session.scalar(select(func.count()).select_from(CaseEvent).where(CaseEvent.kind == "escalated"))
     assert escalations == 500
     assert set(db.session.scalars(select(DisputeCase.current_tier).where(DisputeCase.id.in_(cases)))) == {"town"}
+
+
+@pytest.mark.postgres
+def test_two_users_completing_one_task_at_once_one_wins(pg_app, fake_clock):
+    case = open_case()
+    complete(case.id, "village_mediate", "qx_fq_ds_village_mediator")
+    task = ready_task(case.id, "follow_up_visit")
+    barrier, outcomes = threading.Barrier(2), []
+
+    def submit(username):
+        with pg_app.app_context():
+            barrier.wait()
+            try:
+                services.complete_task(user(username), task.id, form_data("follow_up_visit"))
+                outcomes.append("completed")
+            except Conflict as exc:
+                outcomes.append(exc.details["code"])
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=submit, args=(name,))
+               for name in ("qx_fq_ds_g1_grid_worker", "qx_fq_ds_g2_grid_worker")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) in (["already_completed", "completed"], ["claimed_by_other", "completed"])
+    db.session.rollback()
+    assert fresh(case.id).status == "closed"
+    assert len(events(case.id, "task_completed")) == 3, "intake, mediation and one follow-up"
