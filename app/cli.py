@@ -57,39 +57,208 @@ def seed_demo_command():
 
 @click.group()
 def workflows():
-    """Deploy and list process versions."""
+    """Deploy process versions, map regions to variants, compare versions, migrate cases."""
+
+
+def _fail(exc: DomainError):
+    """Print a service's refusal (every validation problem, or the field errors) and exit non-zero."""
+    problems = exc.details.get("problems") if hasattr(exc, "details") else None
+    if problems:
+        for problem in problems:
+            where = ":".join(part for part in (problem.get("file"), problem.get("element_id")) if part)
+            click.echo(f"  {problem.get('severity', 'error')} {where or 'bundle'}: {problem['message']}", err=True)
+    else:
+        for field, messages in getattr(exc, "errors", {}).items():
+            for message in messages:
+                click.echo(f"  {field}: {message}", err=True)
+    raise click.ClickException(exc.message) from None
+
+
+def deploy_variant_workflows() -> list[str]:
+    """Deploy every variant directory under WORKFLOWS_DIR (one with a variant.json)."""
+    from app.processes import services as processes
+
+    lines = []
+    for directory in sorted(Path(current_app.config["WORKFLOWS_DIR"]).iterdir()):
+        if directory.is_dir() and (directory / "variant.json").is_file():
+            bundle = processes.read_bundle(directory, current_app.config["FORMS_DIR"], directory.name)
+            version, created = processes.deploy(bundle, note="variant deployed from workflows/")
+            lines.append(f"{version.key} v{version.version} {'deployed' if created else 'unchanged'}")
+    return lines
 
 
 @workflows.command("deploy")
 @click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False))
-@click.option("--key", help="process id to deploy (default: the directory name)")
+@click.option("--key", help="process key to deploy as (default: the directory name)")
 @click.option("--note", default=None)
-def deploy_command(directory, key, note):
-    """Deploy DIRECTORY (BPMN + DMN; forms from FORMS_DIR), or every shipped bundle."""
+@click.option("--variant", "regions", multiple=True, metavar="REGION",
+              help="org unit code whose new cases use this key from now on (repeatable)")
+def deploy_command(directory, key, note, regions):
+    """Deploy DIRECTORY (BPMN + DMN, or a variant.json; forms from FORMS_DIR), or every shipped
+    bundle and variant."""
     from app.processes import services as processes
 
     try:
         if directory is None:
-            for line in deploy_default_workflows():
+            for line in deploy_default_workflows() + deploy_variant_workflows():
                 click.echo(line)
+            if regions:
+                raise click.UsageError("--variant needs a DIRECTORY")
             return
         path = Path(directory)
         bundle = processes.read_bundle(path, current_app.config["FORMS_DIR"], key or path.name)
-        version, created = processes.deploy(bundle, note=note)
+        version, created, warnings = processes.deploy_checked(bundle, note=note)
         click.echo(f"{version.key} v{version.version} {'deployed' if created else 'unchanged'} ({version.content_hash[:12]})")
+        for warning in warnings:
+            click.echo(f"  warning {warning.file}:{warning.element_id}: {warning.message}", err=True)
+        for region in regions:
+            processes.set_variant(None, region, version.key, note=note)
+            click.echo(f"new cases in {region} now use {version.key} (latest version)")
     except DomainError as exc:
-        for field, messages in getattr(exc, "errors", {}).items():
-            for message in messages:
-                click.echo(f"  {field}: {message}", err=True)
-        raise click.ClickException(exc.message) from None
+        _fail(exc)
 
 
 @workflows.command("list")
-def list_command():
+@click.argument("key", required=False)
+def list_command(key):
+    """List deployed versions (of KEY), the region mapping and pending drafts."""
     from app.processes import services as processes
 
-    for version in processes.list_versions():
-        click.echo(f"{version.key:<24} v{version.version:<4} {version.content_hash[:12]} {version.created_at:%Y-%m-%d %H:%M} {version.note or ''}")
+    for version in processes.list_versions(key):
+        runs = f" runs {version.process_id}" if version.process_id else ""
+        click.echo(f"{version.key:<24} v{version.version:<4} {version.content_hash[:12]} "
+                   f"{version.created_at:%Y-%m-%d %H:%M} {version.note or ''}{runs}")
+    for variant in processes.list_variants():
+        target = f"v{variant.version.version}" if variant.version else "latest"
+        click.echo(f"variant: {variant.org_unit.code} ({variant.org_unit.name}) → {variant.key} {target}")
+    for name in processes.list_keys():
+        drafts = processes.drafts_of(name)
+        if drafts and (key is None or name == key):
+            click.echo(f"drafts:  {name}: {', '.join(drafts)}")
+
+
+@workflows.command("show")
+@click.argument("version_ref")
+@click.option("--file", "file_name", help="print this file's content")
+def show_command(version_ref, file_name):
+    """Show a version (KEY, KEY:N or id): who deployed it, when, and its files."""
+    from app.processes import services as processes
+
+    try:
+        version = processes.parse_version_ref(version_ref)
+    except DomainError as exc:
+        _fail(exc)
+    if file_name:
+        files = {f.name: f for f in version.files}
+        if file_name not in files:
+            raise click.ClickException(f"{version.key} v{version.version} has no file {file_name}")
+        click.echo(files[file_name].content, nl=False)
+        return
+    click.echo(f"{version.key} v{version.version} (id {version.id}) runs {version.top_process_id}")
+    click.echo(f"deployed {version.created_at:%Y-%m-%d %H:%M}Z by {version.author.username if version.author else 'the operator'}"
+               f"{f': {version.note}' if version.note else ''}")
+    click.echo(f"content hash {version.content_hash}")
+    for file in version.files:
+        click.echo(f"  {file.kind:<5} {file.name} ({len(file.content.encode('utf-8'))} bytes)")
+
+
+@workflows.command("diff")
+@click.argument("old_ref")
+@click.argument("new_ref")
+def diff_command(old_ref, new_ref):
+    """Unified diff of every file that differs between two versions (KEY:N or id)."""
+    from app.processes import services as processes
+
+    try:
+        old, new = processes.parse_version_ref(old_ref), processes.parse_version_ref(new_ref)
+    except DomainError as exc:
+        _fail(exc)
+    changes = processes.diff_versions(old, new)
+    for change in changes:
+        click.echo(change["diff"], nl=False)
+    if not changes:
+        click.echo("no differences")
+
+
+@workflows.group("variant")
+def variant_group():
+    """Which process version new cases use, per region (org unit code)."""
+
+
+@variant_group.command("set")
+@click.argument("region")
+@click.argument("key")
+@click.option("--version", "number", type=int, help="pin this version (default: follow the latest)")
+@click.option("--note", default=None)
+def variant_set_command(region, key, number, note):
+    """New cases opened in REGION's subtree use KEY."""
+    from app.processes import services as processes
+
+    try:
+        variant = processes.set_variant(None, region, key, number, note)
+    except DomainError as exc:
+        _fail(exc)
+    click.echo(f"new cases in {region} use {variant.key} {f'v{number}' if number else '(latest version)'}")
+
+
+@variant_group.command("clear")
+@click.argument("region")
+def variant_clear_command(region):
+    """REGION's new cases use the default process again."""
+    from app.processes import services as processes
+
+    try:
+        cleared = processes.clear_variant(None, region)
+    except DomainError as exc:
+        _fail(exc)
+    click.echo(f"{region}: {'mapping removed' if cleared else 'had no mapping'}")
+
+
+@variant_group.command("list")
+def variant_list_command():
+    from app.processes import services as processes
+
+    for variant in processes.list_variants():
+        target = f"v{variant.version.version}" if variant.version else "latest"
+        click.echo(f"{variant.org_unit.code:<16} {variant.org_unit.name:<10} {variant.key} {target} {variant.note or ''}")
+
+
+@workflows.command("migrate")
+@click.argument("target_ref")
+@click.option("--from", "source_ref", help="only cases on this version (default: the other versions of TARGET's key)")
+@click.option("--case", "numbers", multiple=True, help="case number (repeatable; default: every open case)")
+@click.option("--dry-run", is_flag=True, help="report what would change per case; change nothing")
+def migrate_command(target_ref, source_ref, numbers, dry_run):
+    """Move running cases to TARGET (KEY:N or id); refuses cases whose steps it removed."""
+    from app.cases.models import DisputeCase
+    from app.extensions import db
+    from app.processes import services as processes
+
+    try:
+        target = processes.parse_version_ref(target_ref)
+        source = processes.parse_version_ref(source_ref) if source_ref else None
+        case_ids = None
+        if numbers:
+            found = dict(db.session.execute(select(DisputeCase.number, DisputeCase.id)
+                                            .where(DisputeCase.number.in_(numbers))).all())
+            missing = sorted(set(numbers) - set(found))
+            if missing:
+                raise click.ClickException(f"no such case: {', '.join(missing)}")
+            case_ids = list(found.values())
+        reports = processes.migrate_cases(None, target, case_ids, source, dry_run=dry_run)
+    except DomainError as exc:
+        _fail(exc)
+    for report in reports:
+        verdict = ("would move" if report["ok"] else "refused") if dry_run else ("moved" if report["migrated"] else "refused")
+        click.echo(f"{report['number']}: {verdict} {report['from']} → {report['to']}")
+        for line in report["refusals"]:
+            click.echo(f"    refused: {line}")
+        for line in report["changes"]:
+            click.echo(f"    change: {line}")
+        for line in report["dropped"]:
+            click.echo(f"    dropped: {line}")
+    moved = sum(1 for r in reports if (r["ok"] if dry_run else r["migrated"]))
+    click.echo(f"{moved} of {len(reports)} case(s) {'would move' if dry_run else 'moved'}")
 
 
 @click.group()

@@ -7,9 +7,9 @@ from app.extensions import csrf
 
 
 def register_api(app, api):
-    from app.api import auth, disputes, interventions, notifications, processes, tasks
+    from app.api import auth, disputes, interventions, notifications, processes, supervision, tasks
 
-    modules = (auth, disputes, tasks, notifications, interventions, processes)
+    modules = (auth, disputes, tasks, notifications, interventions, processes, supervision)
     for module in modules:
         # Bearer clients send no CSRF token; cookie sessions are checked in require_login.
         csrf.exempt(module.blp)

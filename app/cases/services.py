@@ -98,8 +98,9 @@ def _script_engine():
     return _engine_with_budget(current_app.config["SCRIPT_TIME_BUDGET"])
 
 
-def _version_for_new_case() -> ProcessVersion:
-    version = processes.latest_version(current_app.config["DEFAULT_PROCESS_KEY"])
+def _version_for_new_case(unit: OrgUnit | None = None) -> ProcessVersion:
+    # The region's variant (the most specific unit on the case's path), else the default key.
+    version = processes.version_for_unit(unit, current_app.config["DEFAULT_PROCESS_KEY"])
     if version is None:
         raise Conflict("no process is deployed yet; run `flask workflows deploy` first")
     return version
@@ -117,7 +118,7 @@ def start_case(actor: User | None, new: NewCase) -> DisputeCase:
                 "a dispute is opened at a village/community or a grid",
                 errors={"org_unit_id": [f"{unit.name} is a {unit.level.value}"]},
             )
-        version = _version_for_new_case()
+        version = _version_for_new_case(unit)
         now = clock.now()
         case = DisputeCase(
             number=f"tmp-{uuid4().hex}", title=new.title, description=new.description,

@@ -1,11 +1,21 @@
 """The only package that imports SpiffWorkflow: parse and validate, cache specs, run steps,
-restrict diagram code, and read lanes, forms and timers. Everything else uses this API."""
+restrict diagram code, read lanes, forms and timers, and move running cases between versions.
+Everything else uses this API."""
 from functools import lru_cache
 
 from app.engine.errors import DiagramError, EngineError, ScriptFailure, TaskNotFound, TaskNotReady
+from app.engine.migration import MigrationPlan, MigrationRefused, compare_versions, migrate, plan_migration
 from app.engine.runtime import SERIALIZER_VERSION, Instance, PendingTimer, ReadyTask
 from app.engine.scripting import ScriptRejected, check_expression, check_script, create_script_engine
 from app.engine.specs import ParsedProcess, UserTaskInfo, parse_bundle, spec_cache
+from app.engine.validation import (
+    Problem,
+    errors_only,
+    form_problem,
+    referenced_forms,
+    user_task_forms,
+    validate_bundle,
+)
 
 
 @lru_cache(maxsize=4)
@@ -19,4 +29,6 @@ __all__ = [
     "SERIALIZER_VERSION", "Instance", "PendingTimer", "ReadyTask",
     "ParsedProcess", "UserTaskInfo", "parse_bundle", "spec_cache", "script_engine",
     "ScriptRejected", "check_expression", "check_script", "create_script_engine",
+    "Problem", "errors_only", "form_problem", "referenced_forms", "user_task_forms", "validate_bundle",
+    "MigrationPlan", "MigrationRefused", "compare_versions", "migrate", "plan_migration",
 ]

@@ -1,9 +1,10 @@
 """Supervision orders (督办单) that a handler must answer (督办反馈) by their deadline."""
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.cases.models import CaseEvent, DisputeCase, HumanTask
 from app.database import UTCDateTime, utcnow
 from app.extensions import db
 from app.org.models import User
@@ -26,3 +27,44 @@ class SupervisionOrder(db.Model):
 
     issued_by: Mapped[User] = relationship(foreign_keys=[issued_by_id])
     answered_by: Mapped[User | None] = relationship(foreign_keys=[answered_by_id])
+
+
+# ---------------------------------------------------------------------------------------------
+# Supervisor console (read side): saved filters, and the indexes its statistics need.
+
+class SavedFilter(db.Model):
+    """A supervisor's named set of case-list filters (their query string), private to them."""
+
+    __tablename__ = "saved_filter"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    #: the filters as query-string arguments, e.g. {"tier": "town", "overdue": "1"}
+    query: Mapped[dict] = mapped_column(JSON)
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Indexes on the projections for the dashboard, reports and heat map (declared here, beside the
+# console that needs them, so the case models stay untouched; migration 0005 creates them).
+# On PostgreSQL they INCLUDE the columns the aggregates read, so a month of a million-case county is
+# counted from the index alone (bench/dashboard.py); SQLite ignores the INCLUDE.
+#: cases opened in a period: counts, breakdowns, trend, hot spots
+Index("ix_case_opened_cover", DisputeCase.opened_at,
+      postgresql_include=["org_path", "org_unit_id", "category", "channel"])
+#: cases closed in a period: every closure figure and the trend
+Index("ix_case_closed_cover", DisputeCase.closed_at,
+      postgresql_include=["id", "org_path", "status", "category", "channel", "outcome", "resolved_tier", "satisfaction"])
+#: overdue now (due_at < now, being handled)
+Index("ix_case_due_cover", DisputeCase.due_at, postgresql_include=["org_path", "status", "category", "channel"])
+#: "did a time limit fire on this case?" (on-time closure): one hashed look-up set per query
+Index("ix_case_event_kind_case", CaseEvent.kind, CaseEvent.case_id)
+#: heat map: tasks completed in a period
+Index("ix_human_task_completed_cover", HumanTask.completed_at,
+      postgresql_include=["case_id", "spec_name", "status", "created_at"])
+#: early warning: the few open mass (涉众) / stability-risk (涉稳) cases among a million; the query
+#: spells the predicate with the same literals (queries.flagged_cases) so the planner can use it
+FLAGGED_OPEN = "status <> 'closed' AND (people_involved >= 10 OR risk_level = 'high')"
+Index("ix_case_flagged_open", DisputeCase.opened_at,
+      postgresql_where=text(FLAGGED_OPEN), sqlite_where=text(FLAGGED_OPEN))

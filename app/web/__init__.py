@@ -21,11 +21,19 @@ def register_web(app):
     app.register_blueprint(public_bp)
     app.register_blueprint(qr_admin_bp)
 
+    from app.web.supervisor import bp as supervisor_bp
+
+    app.register_blueprint(supervisor_bp)
+
     from app.web.interventions import bp as interventions_bp
     from app.web.interventions import intervention_options
 
     app.register_blueprint(interventions_bp)
     app.jinja_env.globals["intervention_options"] = intervention_options
+
+    from app.web.modeler import bp as modeler_bp
+
+    app.register_blueprint(modeler_bp)
 
     @login_manager.user_loader
     def _load_user(user_id):
