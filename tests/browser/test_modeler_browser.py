@@ -3,62 +3,26 @@ sees the broken timer marked on the diagram, fixes it; an integrator deploys the
 
 The app runs in a background thread (werkzeug) on a copy of the migrated, seeded SQLite template.
 """
-import shutil
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
-from app import create_app
-from app.config import TestConfig
+from tests.browser.conftest import live_app, serve
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 DESKTOP = {"width": 1440, "height": 1000}
 BUNDLE_JS = Path(__file__).resolve().parents[2] / "app" / "static" / "vendor" / "modeler" / "index.js"
 
 
 @pytest.fixture(scope="module")
-def live_app(sqlite_template, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("modeler")
-    shutil.copy(sqlite_template, directory / "live.sqlite3")
-    app = create_app(TestConfig, SQLALCHEMY_DATABASE_URI=f"sqlite:///{directory / 'live.sqlite3'}",
-                     WTF_CSRF_ENABLED=True)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield app, f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-        with app.app_context():
-            from app.extensions import db
-
-            db.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    # Fail, not skip: the browser tests are part of the suite and `make test` installs chromium.
-    assert CHROMIUM.exists(), "Debian chromium is missing: apt-get install chromium fonts-wqy-microhei"
+def live_modeler(sqlite_template, tmp_path_factory):
     assert BUNDLE_JS.exists(), "the modeler bundle is missing: run `make assets` (node assets/build.mjs)"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    app = live_app(sqlite_template, tmp_path_factory, "modeler")
+    with serve(app) as base:
+        yield app, base
 
 
 @pytest.fixture
@@ -133,8 +97,8 @@ def save(page):
     return page.locator("#modeler-status").inner_text()
 
 
-def test_policy_editor_edits_a_timer_sees_the_problem_on_the_element_and_an_integrator_deploys(live_app, desk):
-    app, base = live_app
+def test_policy_editor_edits_a_timer_sees_the_problem_on_the_element_and_an_integrator_deploys(live_modeler, desk):
+    app, base = live_modeler
     editor = desk()
     login(editor, base, "qx_policy_editor")
     open_modeler(editor, base)

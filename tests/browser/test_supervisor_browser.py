@@ -5,21 +5,16 @@ The app runs in a background thread (werkzeug) on a copy of the migrated, seeded
 with one real case (run by the engine, waiting at the village) and a few cases written straight
 into the projections for the charts.
 """
-import shutil
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
-from app import create_app
-from app.config import TestConfig
+from tests.browser.conftest import live_app, serve
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 DESKTOP = {"width": 1280, "height": 900}
 SUPERVISOR = "qx_fq_supervisor"
@@ -57,41 +52,10 @@ def _seed(app) -> int:
 @pytest.fixture(scope="module")
 def console(sqlite_template, tmp_path_factory):
     """(base URL, id of the case waiting at the village)."""
-    directory = tmp_path_factory.mktemp("console")
-    shutil.copy(sqlite_template, directory / "console.sqlite3")
-    app = create_app(TestConfig, SQLALCHEMY_DATABASE_URI=f"sqlite:///{directory / 'console.sqlite3'}",
-                     WTF_CSRF_ENABLED=True)
+    app = live_app(sqlite_template, tmp_path_factory, "console")
     case_id = _seed(app)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", case_id
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-        with app.app_context():
-            from app.extensions import db
-
-            db.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    # Fail, not skip: the browser tests are part of the suite and `make test` installs chromium.
-    assert CHROMIUM.exists(), "Debian chromium is missing: apt-get install chromium fonts-wqy-microhei"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with serve(app) as base:
+        yield base, case_id
 
 
 @pytest.fixture

@@ -4,22 +4,17 @@ screen: resident → intake clerk → village mediator (fails) → town command 
 
 The app runs in a background thread (werkzeug) on a copy of the migrated, seeded SQLite template.
 """
-import shutil
 import struct
-import threading
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
-from app import create_app
-from app.config import TestConfig
+from tests.browser.conftest import live_app, serve
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PHONE = {"width": 375, "height": 812}
 TODAY = date.today().isoformat()
@@ -28,40 +23,9 @@ TODAY = date.today().isoformat()
 @pytest.fixture(scope="module")
 def live_server(sqlite_template, tmp_path_factory):
     """The app on a free port of 127.0.0.1, on its own copy of the seeded database."""
-    directory = tmp_path_factory.mktemp("live")
-    shutil.copy(sqlite_template, directory / "live.sqlite3")
-    app = create_app(TestConfig, SQLALCHEMY_DATABASE_URI=f"sqlite:///{directory / 'live.sqlite3'}",
-                     WTF_CSRF_ENABLED=True, ATTACHMENTS_DIR=str(directory / "attachments"))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-        with app.app_context():
-            from app.extensions import db
-
-            db.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    # Fail, not skip: the browser tests are part of the suite and `make test` installs chromium.
-    assert CHROMIUM.exists(), "Debian chromium is missing: apt-get install chromium fonts-wqy-microhei"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    app = live_app(sqlite_template, tmp_path_factory, "live", ATTACHMENTS_DIR=str(tmp_path_factory.mktemp("att")))
+    with serve(app) as base:
+        yield base
 
 
 @pytest.fixture
