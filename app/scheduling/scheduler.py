@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -44,6 +45,8 @@ class TimerScheduler:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         self._planned: dict[int, datetime] = {}
+        self._busy = threading.Lock()  # held while a sweep or firing runs
+        self._stopping = threading.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -53,8 +56,13 @@ class TimerScheduler:
         self.scheduler.start()
 
     def shutdown(self) -> None:
+        self._stopping.set()
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=True)
+            # Not wait=True: APScheduler then holds its job-store lock while waiting for the
+            # worker, and a sweep planning a date job needs that lock: a deadlock. Wait below.
+            self.scheduler.shutdown(wait=False)
+        with self._busy:  # let a sweep or firing in flight finish
+            pass
         with self.app.app_context():
             if self._uses_lease():
                 services.release_lease(LEASE_NAME, self.holder)
@@ -62,9 +70,9 @@ class TimerScheduler:
     # -- jobs ------------------------------------------------------------------------------
     def sweep(self) -> int:
         """Fire what is due, then plan date jobs for what falls due within the horizon."""
-        with self.app.app_context():
+        with self._busy, self.app.app_context():
             try:
-                if not self._may_fire():
+                if self._stopping.is_set() or not self._may_fire():
                     return 0
                 fired = cases.fire_due_timers()
                 self._plan_due_soon()
@@ -73,9 +81,11 @@ class TimerScheduler:
                 db.session.remove()
 
     def fire_now(self) -> int:
-        with self.app.app_context():
+        with self._busy, self.app.app_context():
             try:
-                return cases.fire_due_timers() if self._may_fire() else 0
+                if self._stopping.is_set() or not self._may_fire():
+                    return 0
+                return cases.fire_due_timers()
             finally:
                 db.session.remove()
 
@@ -104,11 +114,11 @@ class TimerScheduler:
             if timer_id not in live:
                 del self._planned[timer_id]
         for timer_id, due_at in rows:
-            if self._planned.get(timer_id) == due_at or not self.scheduler.running:
+            if self._planned.get(timer_id) == due_at or not self.scheduler.running or self._stopping.is_set():
                 continue
-            self._planned[timer_id] = due_at
             self.scheduler.add_job(self.fire_now, "date", run_date=due_at, id=f"timer-{timer_id}",
                                    replace_existing=True)
+            self._planned[timer_id] = due_at
 
     def planned(self) -> dict[int, datetime]:
         return dict(self._planned)
