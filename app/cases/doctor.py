@@ -25,7 +25,7 @@ class Finding:
 
 def check_case(case: DisputeCase) -> list[str]:
     """What differs between the case's projections and its workflow state."""
-    snapshot = services._load(case).snapshot()
+    snapshot = services.load_instance(case).snapshot()
     problems = []
     ready_rows = set(db.session.scalars(select(HumanTask.task_id).where(
         HumanTask.case_id == case.id, HumanTask.status == TaskStatus.ready)))

@@ -174,6 +174,11 @@ def _run(step):
                              element_id=exc.element_id) from None
 
 
+def load_instance(case: DisputeCase) -> engine.Instance:
+    """The case's workflow, loaded onto its version's cached spec (read-only use: doctor)."""
+    return _load(case)
+
+
 def _load(case: DisputeCase) -> engine.Instance:
     state = db.session.get(WorkflowState, case.id)
     parsed = processes.parsed_process(case.process_version)
