@@ -6,6 +6,7 @@ from flask_babel import get_locale
 
 from app import clock
 from app.extensions import login_manager
+from app.i18n import translate
 from app.org import services as org
 from app.org.models import User
 
@@ -63,6 +64,8 @@ def register_web(app):
     zone = ZoneInfo(app.config["TIMEZONE"])
     app.jinja_env.globals["now_utc"] = clock.now
     app.jinja_env.globals["get_locale"] = get_locale
+    # Task names and form labels come from diagrams and schemas: see app/i18n.py.
+    app.jinja_env.filters["tr"] = translate
     app.jinja_env.filters["localtime"] = lambda value: value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
     @app.route("/")

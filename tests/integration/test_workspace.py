@@ -511,3 +511,20 @@ def test_the_english_catalog_translates_every_ui_string(compiled_translations):
     placeholders = re.compile(r"%\((\w+)\)s")
     for msgid in used:
         assert set(placeholders.findall(msgid)) == set(placeholders.findall(catalog[msgid])), msgid
+
+
+@pytest.mark.usefixtures("compiled_translations")
+def test_task_names_and_form_labels_from_the_diagram_and_schema_speak_english(web):
+    case = open_case()
+    task = ready(case.id, "village_mediate")
+    mediator = web(MEDIATOR)
+    chinese = text(mediator.get(f"/tasks/{task.id}"))
+    assert "村(社)调解" in chinese and "调解结果" in chinese and "调解成功" in chinese
+    mediator.post("/language/en", data={"next": "/inbox"})
+    english = text(mediator.get(f"/tasks/{task.id}"))
+    assert "<h1>Village mediation</h1>" in english and "Mediation result" in english
+    assert "Course of the mediation" in english and "Not resolved" in english
+    # The event log keeps the words it was written in; the page's own labels are English.
+    assert "调解结果" not in english and "调解不成" not in english
+    inbox = text(mediator.get("/inbox?scope=claimable"))
+    assert "Village mediation" in inbox and "村(社)调解" not in inbox

@@ -26,6 +26,8 @@ from flask_babel import gettext as _
 from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
+from app.i18n import translate
+
 PREFIX = "f."
 REMOVE = "_remove"
 _MISSING = object()
@@ -94,18 +96,18 @@ def _errors_html(messages: list[str], path: str) -> Markup:
 def _hint_html(prop: Mapping, path: str) -> Markup:
     if not prop.get("description"):
         return Markup("")
-    return Markup('<small class="hint" id="{}-hint">{}</small>').format(_dom_id(path), prop["description"])
+    return Markup('<small class="hint" id="{}-hint">{}</small>').format(_dom_id(path), translate(prop["description"]))
 
 
 def _label_text(prop: Mapping, name: str, required: bool) -> Markup:
     marker = Markup(' <abbr class="req" title="{}">*</abbr>').format(_("必填")) if required else Markup("")
-    return Markup("{}{}").format(prop.get("title") or name, marker)
+    return Markup("{}{}").format(translate(prop.get("title")) or name, marker)
 
 
 def _options(prop: Mapping) -> list[tuple[str, str]]:
     codes = prop.get("enum", [])
     names = prop.get("enumNames") or codes
-    return [(str(code), str(label)) for code, label in zip(codes, names, strict=False)]
+    return [(str(code), translate(str(label))) for code, label in zip(codes, names, strict=False)]
 
 
 def _described_by(prop: Mapping, path: str, has_errors: bool) -> str | None:
@@ -180,7 +182,7 @@ def _render_object_list(prop: Mapping, path: str, value, required: bool, errors:
     items_schema = prop.get("items", {})
     rows = [row for row in value if isinstance(row, Mapping)] if isinstance(value, list) else []
     rows.append({})  # N+1: one empty row to add an item without JavaScript
-    item_title = items_schema.get("title") or prop.get("title") or path
+    item_title = translate(items_schema.get("title") or prop.get("title")) or path
     rendered = []
     for index, row in enumerate(rows):
         row_path = f"{path}.{index}"

@@ -10,6 +10,7 @@ from flask_login import current_user, login_required
 from app.cases import catalog, queries, services, workspace
 from app.cases.models import TaskStatus
 from app.errors import Conflict, Forbidden, InvalidInput
+from app.i18n import translate
 from app.intake import services as intake
 from app.org import services as org
 from app.web.mediator import bp, labels
@@ -73,7 +74,7 @@ def inbox():
 def claim(task_id):
     try:
         task = services.claim_task(_user(), task_id)
-        flash(_("已认领「%(title)s」", title=task.title), "success")
+        flash(_("已认领「%(title)s」", title=translate(task.title)), "success")
     except Conflict as exc:
         flash(labels.conflict_message(exc.details.get("code"), exc.details.get("at")), "error")
     return redirect(_back(url_for("mediator.task", task_id=task_id)))
@@ -84,7 +85,7 @@ def claim(task_id):
 def release(task_id):
     try:
         task = services.release_task(_user(), task_id)
-        flash(_("已退回「%(title)s」到待认领", title=task.title), "success")
+        flash(_("已退回「%(title)s」到待认领", title=translate(task.title)), "success")
     except Conflict as exc:
         flash(labels.conflict_message(exc.details.get("code"), exc.details.get("at")), "error")
     return redirect(_back(url_for("mediator.inbox")))
@@ -141,7 +142,7 @@ def submit(task_id):
     except Conflict as exc:
         flash(labels.conflict_message(exc.details.get("code"), exc.details.get("at")), "error")
         return redirect(url_for("mediator.task", task_id=task_id))
-    flash(_("已提交「%(title)s」（%(number)s）", title=task.title, number=task.case.number), "success")
+    flash(_("已提交「%(title)s」（%(number)s）", title=translate(task.title), number=task.case.number), "success")
     following = workspace.next_task_for(user, task.case_id)
     if following is not None:
         return redirect(url_for("mediator.task", task_id=following.id))
