@@ -4,14 +4,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, false, func, or_, select
+from sqlalchemy.orm import selectinload
 
 from app import clock
 from app.cases.models import CaseEvent, DisputeCase, HumanTask, TaskStatus
 from app.errors import NotFound
 from app.extensions import db
 from app.org import services as org
-from app.org.models import RoleGrant, User
+from app.org.models import User
 
 
 @dataclass
@@ -71,27 +72,41 @@ def open_tasks(case: DisputeCase) -> list[HumanTask]:
         .order_by(HumanTask.created_at, HumanTask.id)))
 
 
+def _ancestor_paths(path: str) -> list[str]:
+    """``/1/2/3/`` → ``/1/``, ``/1/2/``, ``/1/2/3/``: the unit and every unit above it."""
+    parts = path.strip("/").split("/")
+    return [f"/{'/'.join(parts[:depth])}/" for depth in range(1, len(parts) + 1)]
+
+
 def inbox(actor: User, *, scope: str = "all", tier=None, category=None, overdue=None,
           page: int = 1, per_page: int = 20) -> Page:
-    """Ready tasks held by the actor ("mine"), or claimable through their roles ("claimable")."""
+    """Ready tasks held by the actor ("mine"), or claimable through their roles ("claimable").
+
+    A grant lets its holder take tasks of its role at its unit or at a unit above it, and a task
+    is only ever held by someone with such a grant (claim and reassign check it), so both scopes
+    lie in ``lane = role AND org_path IN (the grant's unit and its ancestors)``. The grants are
+    read first and turned into that condition: the database walks the (status, lane, org_path)
+    index over ready tasks only. Testing every ready task against a correlated EXISTS, or
+    reading every task the actor ever held through the assignee index, cost the inbox its
+    20 ms budget at 100k-1M cases.
+    """
+    paths_by_role: dict[str, set[str]] = {}
+    for grant in actor.grants:  # loaded with the user for every authorization check
+        paths_by_role.setdefault(grant.role, set()).update(_ancestor_paths(grant.org_path))
+    workable = or_(false(), *[and_(HumanTask.lane == role, HumanTask.org_path.in_(sorted(paths)))
+                              for role, paths in sorted(paths_by_role.items())])
     mine = HumanTask.assignee_id == actor.id
-    claimable = and_(
-        HumanTask.assignee_id.is_(None),
-        exists().where(
-            RoleGrant.user_id == actor.id,
-            RoleGrant.role == HumanTask.lane,
-            RoleGrant.org_path.startswith(HumanTask.org_path),
-        ),
-    )
-    chosen = {"mine": mine, "claimable": claimable}.get(scope, or_(mine, claimable))
-    stmt = select(HumanTask).join(DisputeCase, DisputeCase.id == HumanTask.case_id).where(
-        HumanTask.status == TaskStatus.ready, chosen)
+    claimable = HumanTask.assignee_id.is_(None)
+    chosen = and_(workable, {"mine": mine, "claimable": claimable}.get(scope, or_(mine, claimable)))
+    stmt = select(HumanTask).where(HumanTask.status == TaskStatus.ready, chosen)
     if tier:
         stmt = stmt.where(HumanTask.tier == tier)
     if category:
-        stmt = stmt.where(DisputeCase.category == category)
+        stmt = stmt.join(DisputeCase, DisputeCase.id == HumanTask.case_id).where(DisputeCase.category == category)
     if overdue:
         stmt = stmt.where(HumanTask.due_at < clock.now())
+    # pages show each task's case (number, title) and holder: load them with the page, not per row
+    stmt = stmt.options(selectinload(HumanTask.case), selectinload(HumanTask.assignee))
     stmt = stmt.order_by(HumanTask.due_at.is_(None), HumanTask.due_at, HumanTask.id)
     return _paginate(stmt, page, per_page)
 
