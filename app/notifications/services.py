@@ -57,6 +57,13 @@ def list_for(user: User, unread_only: bool = False, limit: int = 50) -> list[Not
     return list(db.session.scalars(stmt.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)))
 
 
+def get_for(user: User, notification_id: int) -> Notification:
+    found = db.session.get(Notification, notification_id)
+    if found is None or found.user_id != user.id:
+        raise NotFound(f"notification {notification_id} not found")
+    return found
+
+
 def unread_count(user: User) -> int:
     return db.session.scalar(select(func.count()).select_from(Notification).where(
         Notification.user_id == user.id, Notification.read_at.is_(None))) or 0
@@ -67,9 +74,7 @@ def mark_read(user: User, notification_id: int | None = None) -> int:
     with UnitOfWork() as uow:
         stmt = update(Notification).where(Notification.user_id == user.id, Notification.read_at.is_(None))
         if notification_id is not None:
-            found = db.session.get(Notification, notification_id)
-            if found is None or found.user_id != user.id:
-                raise NotFound(f"notification {notification_id} not found")
+            get_for(user, notification_id)
             stmt = stmt.where(Notification.id == notification_id)
         changed = db.session.execute(stmt.values(read_at=clock.now())).rowcount
         uow.commit()

@@ -13,6 +13,7 @@ from app.cases import services
 from app.cases.models import CaseAttachment, CaseComment, CaseEvent, DisputeCase, HumanTask
 from app.database import UnitOfWork
 from app.extensions import db
+from app.notifications.models import Notification
 from app.org import services as org
 from app.org.models import OrgUnit
 from app.web.mediator import routes
@@ -391,10 +392,12 @@ def test_every_web_post_route_needs_the_csrf_token(app, web):
     endpoints = {rule.endpoint for rule in rules}
     assert {"auth.login", "auth.logout", "auth.language", "mediator.claim", "mediator.release", "mediator.submit",
             "mediator.comment", "mediator.upload", "mediator.confirm_high_value", "mediator.grid_report",
-            "public.report", "public.lookup"} <= endpoints
+            "public.report", "public.lookup", "mediator.notifications_read_all", "mediator.notification_read"} <= endpoints
     case = open_case()
     task = ready(case.id, "village_mediate")
-    values = {"task_id": task.id, "case_id": case.id, "unit_code": "QX-FQ-DS", "code": "en"}
+    notice = db.session.scalars(select(Notification).where(Notification.user_id == user(MEDIATOR).id)).first()
+    values = {"task_id": task.id, "case_id": case.id, "unit_code": "QX-FQ-DS", "code": "en",
+              "notification_id": notice.id}
     people = {"anonymous": web(), "grid worker": web(GRID), "mediator": web(MEDIATOR)}
     for rule in rules:
         path = rule.build({name: values[name] for name in rule.arguments})[1]
@@ -408,6 +411,7 @@ def test_every_web_post_route_needs_the_csrf_token(app, web):
     assert db.session.get(HumanTask, task.id).assignee_id is None
     assert db.session.scalar(select(func.count()).select_from(CaseComment)) == 0
     assert db.session.scalar(select(func.count()).select_from(DisputeCase)) == 1
+    assert unread_in_db(MEDIATOR) >= 1 and db.session.get(Notification, notice.id).read_at is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -528,3 +532,38 @@ def test_task_names_and_form_labels_from_the_diagram_and_schema_speak_english(we
     assert "调解结果" not in english and "调解不成" not in english
     inbox = text(mediator.get("/inbox?scope=claimable"))
     assert "Village mediation" in inbox and "村(社)调解" not in inbox
+
+
+# ---------------------------------------------------------------------------------------------
+# Notifications
+
+def test_notifications_page_counts_unread_opens_the_case_and_marks_read(web):
+    case = open_case()
+    mediator = web(MEDIATOR)
+    inbox = text(mediator.get("/inbox"))
+    unread = int(re.search(r'<span class="badge"[^>]*>(\d+)</span>', inbox).group(1))
+    assert unread == unread_in_db(MEDIATOR) >= 1
+    page = text(mediator.get("/notifications?unread=1"))
+    assert case.number in page and "新待办" in page and page.count('class="task card notification') == unread
+    mine = db.session.scalars(select(Notification).where(
+        Notification.user_id == user(MEDIATOR).id, Notification.case_id == case.id)).all()
+    opened = mediator.post(f"/notifications/{mine[0].id}/read")
+    assert opened.status_code == 302 and opened.location.endswith(f"/cases/{case.id}")
+    assert db.session.get(Notification, mine[0].id).read_at is not None
+    assert unread_in_db(MEDIATOR) == unread - 1
+    badge = re.search(r'<span class="badge"[^>]*>(\d+)</span>', text(mediator.get("/notifications")))
+    assert (int(badge.group(1)) if badge else 0) == unread - 1
+
+    # Someone else's notification is not found, and reading it changes nothing.
+    other = web("qx_fq_ds_intake_clerk")
+    assert other.post(f"/notifications/{mine[-1].id}/read").status_code == 404
+
+    mediator.post("/notifications/read")
+    after = text(mediator.get("/notifications"))
+    assert 'class="badge"' not in after and "unread-mark" not in after
+    assert unread_in_db(MEDIATOR) == 0
+
+
+def unread_in_db(username):
+    return db.session.scalar(select(func.count()).select_from(Notification).where(
+        Notification.user_id == user(username).id, Notification.read_at.is_(None)))

@@ -11,6 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from app.cases.workspace import ATTACHMENT_MAX_BYTES
 from app.errors import DomainError, Forbidden, NotFound
 from app.extensions import rest_api
+from app.notifications import services as notifications
 from app.org import services as org
 from app.web.mediator import labels
 from app.web.public.admin import may_print_codes
@@ -39,6 +40,7 @@ def _nav() -> dict:
     return {
         "grid_report": any(g.role == "grid_worker" for g in current_user.grants),
         "qr": may_print_codes(current_user),
+        "unread": notifications.unread_count(current_user),
     }
 
 

@@ -31,6 +31,12 @@ PARTY_ROLES = {
     "respondent": ("被申请人", "Respondent"),
     "third_party": ("第三人", "Third party"),
 }
+NOTIFICATION_KINDS = {
+    "assignment": ("新待办", "New task"),
+    "reminder": ("催办", "Reminder"),
+    "escalation": ("逐级上交", "Escalated"),
+    "supervision": ("督办", "Supervision"),
+}
 TABLES = {
     "category": catalog.CATEGORIES,
     "channel": catalog.CHANNELS,
@@ -41,6 +47,7 @@ TABLES = {
     "task_status": TASK_STATUS,
     "satisfaction": SATISFACTION,
     "party_role": PARTY_ROLES,
+    "notification": NOTIFICATION_KINDS,
     "role": {code: (role.zh, role.en) for code, role in ROLES.items()},
 }
 

@@ -12,6 +12,7 @@ from app.cases.models import TaskStatus
 from app.errors import Conflict, Forbidden, InvalidInput
 from app.i18n import translate
 from app.intake import services as intake
+from app.notifications import services as notifications
 from app.org import services as org
 from app.web.mediator import bp, labels
 from app.web.mediator.forms import form_errors, parse_form, render_form
@@ -321,3 +322,38 @@ def grid_report():
                 return redirect(url_for("mediator.case", case_id=case.id))
     return render_template("mediator/grid_report.html", grids=grids, values=values, errors=errors), (
         422 if errors else 200)
+
+
+# ---------------------------------------------------------------------------------------------
+# Notifications: assignments, reminders (催办), escalations and supervision orders (督办)
+
+@bp.get("/notifications")
+@login_required
+def notifications_page():
+    user = _user()
+    items = notifications.list_for(user, unread_only=request.args.get("unread") == "1", limit=100)
+    cases = workspace.load_cases(sorted({n.case_id for n in items if n.case_id}))
+    return render_template("mediator/notifications.html", items=items, cases=cases,
+                           unread=notifications.unread_count(user), unread_only=request.args.get("unread") == "1")
+
+
+@bp.post("/notifications/read")
+@login_required
+def notifications_read_all():
+    changed = notifications.mark_read(_user())
+    flash(_("已将 %(n)s 条通知标为已读", n=changed), "success")
+    return redirect(url_for("mediator.notifications_page"))
+
+
+@bp.post("/notifications/<int:notification_id>/read")
+@login_required
+def notification_read(notification_id):
+    """Mark one read and go where it points: the case when the reader may open it, else the inbox."""
+    user = _user()
+    notifications.mark_read(user, notification_id)
+    found = notifications.get_for(user, notification_id)
+    if found.case_id is not None:
+        case = workspace.load_cases([found.case_id]).get(found.case_id)
+        if case is not None and org.sees_path(user, case.org_path):
+            return redirect(url_for("mediator.case", case_id=found.case_id))
+    return redirect(url_for("mediator.inbox"))
