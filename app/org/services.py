@@ -100,6 +100,11 @@ def unit_by_code(code: str) -> OrgUnit:
     return unit
 
 
+def list_units(levels: tuple[Level, ...] = (Level.county, Level.town, Level.village)) -> list[OrgUnit]:
+    """Units in tree order (a parent before its children), for pickers."""
+    return list(db.session.scalars(select(OrgUnit).where(OrgUnit.level.in_(levels)).order_by(OrgUnit.path)))
+
+
 def unit_for_level(case_unit: OrgUnit, level: Level) -> OrgUnit:
     """The ancestor of ``case_unit`` at ``level``, or the unit itself if it sits higher up."""
     if LEVEL_ORDER.index(case_unit.level) <= LEVEL_ORDER.index(level):

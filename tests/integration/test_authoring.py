@@ -482,3 +482,39 @@ def test_a_policy_editor_starts_a_variant_and_an_integrator_deploys_it(pages):
     version = processes.find_version("dispute_lifecycle_nh")
     assert version.top_process_id == "dispute_lifecycle" and '"village": "P10D"' in version.file_map("bpmn")["dispute_lifecycle.bpmn"]
     assert len(version.file_map("form")) == len(processes.find_version("dispute_lifecycle").file_map("form"))
+
+
+def test_an_integrator_maps_a_region_and_migrates_running_cases_from_the_pages(sq_api, pages):
+    integrator, clerk = sq_api(INTEGRATOR), sq_api(CLERK)
+    at_intake, at_village = open_case(clerk), open_case(clerk)
+    complete(clerk, at_village["id"], "intake_register")
+    target = deploy_json(integrator, renamed_village_task(shipped_files())).json
+    numbers = {case_row(c["id"]).number: c["id"] for c in (at_intake, at_village)}
+
+    page = pages(INTEGRATOR)
+    dry = page.get(f"/modeler/migrate?to={target['id']}").get_data(as_text=True)
+    rows = dict(re.findall(r"<td>(JF[^<]+)</td><td>[^<]*</td>\s*<td>([^<]+)</td>", dry))
+    assert {numbers[n]: state for n, state in rows.items()} == {at_intake["id"]: "可迁移", at_village["id"]: "不可迁移"}
+    assert "village_mediate" in dry and case_row(at_intake["id"]).process_version.version == 1
+    moved = page.post("/modeler/migrate", data={"to": target["id"]})
+    assert moved.status_code == 200 and "已迁移" in moved.get_data(as_text=True)
+    assert case_row(at_intake["id"]).process_version_id == target["id"]
+    assert case_row(at_village["id"]).process_version.version == 1
+    assert db.session.scalar(select(func.count()).select_from(CaseEvent).where(
+        CaseEvent.kind == "process_migrated", CaseEvent.case_id == at_intake["id"])) == 1
+    assert pages(EDITOR).post("/modeler/migrate", data={"to": target["id"]}).status_code == 403
+
+    seven = deploy_json(integrator, seven_day_files(), key="dispute_lifecycle_7d", process_id="dispute_lifecycle")
+    assert seven.status_code == 201, seven.json
+    seven = seven.json
+    assert pages(EDITOR).post("/modeler/variants/map", data={"unit_code": "QX-NH", "key": "dispute_lifecycle_7d"}).status_code == 403
+    refused = page.post("/modeler/variants/map", data={"unit_code": "QX-NH", "key": "no_such_process"})
+    assert refused.status_code == 302 and db.session.scalar(select(func.count()).select_from(ProcessVariant)) == 0
+    assert "no_such_process" in page.get("/modeler").get_data(as_text=True)  # the flashed reason
+    mapped = page.post("/modeler/variants/map", data={"unit_code": "QX-NH", "key": "dispute_lifecycle_7d"})
+    assert mapped.status_code == 302
+    southern = open_case(sq_api(SX_CLERK), unit="QX-NH-SX")
+    assert case_row(southern["id"]).process_version_id == seven["id"]
+    assert case_row(open_case(clerk)["id"]).process_version.key == "dispute_lifecycle"
+    page.post("/modeler/variants/QX-NH/clear")
+    assert case_row(open_case(sq_api(SX_CLERK), unit="QX-NH-SX")["id"]).process_version.key == "dispute_lifecycle"

@@ -12,6 +12,7 @@ from flask_wtf.csrf import generate_csrf
 
 from app import engine
 from app.errors import Forbidden, InvalidInput, NotFound
+from app.org import services as org
 from app.org.roles import ROLES, TASK_ROLES
 from app.processes import services
 from app.web.mediator.forms import render_form
@@ -94,6 +95,7 @@ def index():
         keys.append({"key": key, "versions": services.list_versions(key), "drafts": services.drafts_of(key)})
     return render_template(
         "modeler/index.html", keys=keys, variants=services.list_variants(), all_versions=services.list_versions(),
+        units=org.list_units(),
         may_edit=services.has_role(user, services.POLICY_EDITOR),
         may_deploy=services.has_role(user, services.INTEGRATOR),
     )
@@ -263,3 +265,52 @@ def preview(name):
         raise InvalidInput("send the schema text", errors={"schema": ["required"]})
     html, error = _preview(text, name)
     return jsonify({"html": html, "error": error})
+
+
+# ---------------------------------------------------------------------------------------------
+# Regions and running cases (integrators): which variant new cases use, and moving open cases
+
+@bp.post("/variants/map")
+@authoring
+def map_variant():
+    unit_code = request.form.get("unit_code") or ""
+    key = request.form.get("key") or ""
+    version = request.form.get("version", type=int)
+    try:
+        services.set_variant(_user(), unit_code, key, version, (request.form.get("note") or "").strip() or None)
+    except (NotFound, InvalidInput) as exc:
+        flash(_("无法设置地区变体：%(reason)s", reason=exc.message), "error")
+        return redirect(url_for("modeler.index", _anchor="variants"))
+    flash(_("%(unit)s 的新案件将使用 %(key)s", unit=unit_code, key=key), "success")
+    return redirect(url_for("modeler.index", _anchor="variants"))
+
+
+@bp.post("/variants/<unit_code>/clear")
+@authoring
+def clear_variant(unit_code):
+    services.clear_variant(_user(), unit_code)
+    flash(_("%(unit)s 的新案件恢复使用默认流程", unit=unit_code), "success")
+    return redirect(url_for("modeler.index", _anchor="variants"))
+
+
+@bp.route("/migrate", methods=["GET", "POST"])
+@authoring
+def migrate():
+    """Pick a target and a source version, read the dry run case by case, then migrate."""
+    user = _user()
+    target_id = request.values.get("to", type=int)
+    source_id = request.values.get("from", type=int)
+    target = services.get_version(target_id) if target_id else None
+    source = services.get_version(source_id) if source_id else None
+    reports, steps = None, None
+    if target is not None:
+        run = request.method == "POST"
+        reports = services.migrate_cases(user, target, None, source, dry_run=not run)
+        steps = services.step_changes(source, target) if source else None
+        if run:
+            moved = sum(1 for report in reports if report["migrated"])
+            flash(_("已迁移 %(moved)s 件，%(refused)s 件保持原版本", moved=moved, refused=len(reports) - moved),
+                  "success" if moved == len(reports) else "warning")
+    return render_template("modeler/migrate.html", versions=services.list_versions(), target=target,
+                           source=source, reports=reports, steps=steps, executed=request.method == "POST",
+                           may_deploy=services.has_role(user, services.INTEGRATOR))
