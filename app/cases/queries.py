@@ -97,7 +97,10 @@ def inbox(actor: User, *, scope: str = "all", tier=None, category=None, overdue=
                               for role, paths in sorted(paths_by_role.items())])
     mine = HumanTask.assignee_id == actor.id
     claimable = HumanTask.assignee_id.is_(None)
-    chosen = and_(workable, {"mine": mine, "claimable": claimable}.get(scope, or_(mine, claimable)))
+    # "held by me or by nobody", written so PostgreSQL does not AND in the assignee index (at 1M
+    # cases it read the 40k unassigned entries to narrow 94 rows: 3 ms of a 3.1 ms query)
+    either = func.coalesce(HumanTask.assignee_id, actor.id) == actor.id
+    chosen = and_(workable, {"mine": mine, "claimable": claimable}.get(scope, either))
     stmt = select(HumanTask).where(HumanTask.status == TaskStatus.ready, chosen)
     if tier:
         stmt = stmt.where(HumanTask.tier == tier)
