@@ -18,6 +18,7 @@ def register_cli(app):
     app.cli.add_command(workflows)
     app.cli.add_command(timers)
     app.cli.add_command(users)
+    app.cli.add_command(rollups_group)
 
 
 def deploy_default_workflows() -> list[str]:
@@ -429,3 +430,28 @@ def doctor_command(fix, case_ids):
     click.echo(f"{len(findings)} case(s) with mismatches {verb}" if findings else "all cases consistent")
     if findings and not fix:
         raise SystemExit(1)
+
+
+@click.group("rollups")
+def rollups_group():
+    """The supervisor console's daily rollups (the scheduler refreshes them)."""
+
+
+@rollups_group.command("rebuild")
+def rollups_rebuild_command():
+    """Recompute every past day from the projections (after a bulk load or a restore)."""
+    import time
+
+    from app.supervision import rollups
+
+    started = time.perf_counter()
+    through = rollups.rebuild_all()
+    click.echo(f"rollups rebuilt through {through.isoformat()} in {time.perf_counter() - started:.1f} s")
+
+
+@rollups_group.command("refresh")
+def rollups_refresh_command():
+    """Add the days ended since the last refresh and redo the days changed cases touched."""
+    from app.supervision import rollups
+
+    click.echo(str(rollups.refresh()))

@@ -17,7 +17,11 @@ projections over its 5 villages and 10 grids, opened over the last two years:
 
 Each measured operation runs once to warm up, then ``--runs`` times; p50/p95/max in ms go to
 stdout and bench/results/dashboard-postgresql[-quick].json. The target is ≤ 300 ms for the whole
-dashboard of the county (every case) at 1M.
+dashboard of the county (every case) at 1M, and for the 365-day trend, the 90-day heat map, the
+monthly report and the rendered page. After the load the daily rollups are rebuilt
+(rollups.rebuild_all, timed); the queries then read full past days from them and today live
+(``LIVE`` rows: the same figures with the rollups bypassed); finally incremental refreshes are
+timed (nothing changed; 1,000 past cases changed; the next day).
 """
 from __future__ import annotations
 
@@ -233,8 +237,10 @@ def run_queries(app, now: datetime, runs: int) -> dict:
             timed("dashboard town, 30 days", lambda: queries.dashboard(town, last30, now))
             timed("dashboard village, 30 days", lambda: queries.dashboard(village, last30, now))
             timed("dashboard county, 365 days by week", lambda: queries.dashboard(county, year, now, "week"))
-            timed("  count_period county 30 days (4 queries)", lambda: queries.count_period(
-                county, last30, now, queries._unit_bucket(county, queries.children_of(county))))
+            timed("  count_period county 30 days", lambda: queries.count_period(
+                county, last30, now, queries.children_of(county)))
+            for granularity in queries.GRANULARITIES:
+                timed(f"trend county 365 days per {granularity}", lambda g=granularity: queries.trend(county, year, g))
             timed("  trend county 30 days", lambda: queries.trend(county, last30))
             timed("  hot_spots county", lambda: queries.hot_spots(county, last30.end))
             timed("  flagged county", lambda: queries.flagged_cases(county))
@@ -245,6 +251,12 @@ def run_queries(app, now: datetime, runs: int) -> dict:
                 category="labour", opened_from=last30.start, opened_to=last30.end), now))
             last90 = queries.default_period(now, queries.HEATMAP_DAYS)
             timed("heat map county, 90 days", lambda: queries.heatmap(county, pv, last90))
+            # The same without the rollups (all live), fewer runs: the before/after ratio in one run.
+            live_runs, runs = runs, 3
+            timed("LIVE dashboard county, 365 days by week", lambda: queries.dashboard(county, year, now, "week", live=True))
+            timed("LIVE heat map county, 90 days", lambda: queries.heatmap(county, pv, last90, live=True))
+            timed("LIVE report monthly county", lambda: reports.build_report(county, "monthly", last30.end, now, live=True))
+            runs = live_runs
 
             client = app.test_client()
             client.post("/login", data={"username": "qx_supervisor", "password": "demo12345"})
@@ -260,6 +272,48 @@ def run_queries(app, now: datetime, runs: int) -> dict:
             clock.set_clock(None)
             db.session.remove()
     return figures
+
+
+def build_rollups(app, now: datetime) -> dict:
+    """A full rollup rebuild after the bulk load (as the data generators must do)."""
+    from app.supervision import rollups
+
+    with app.app_context():
+        started = time.perf_counter()
+        through = rollups.rebuild_all(now)
+        seconds = time.perf_counter() - started
+        rows = {table: db.session.execute(db.text(f"SELECT count(*) FROM {table}")).scalar()
+                for table in ("case_day_rollup", "task_day_rollup")}
+        db.session.remove()
+    print(f"  rollups rebuilt through {through} in {seconds:.1f} s: {rows}", flush=True)
+    return {"rebuild_all_seconds": round(seconds, 1), "through": through.isoformat(), "rows": rows}
+
+
+def time_refreshes(app, now: datetime, changed: int = 1000) -> dict:
+    """Incremental refreshes: nothing changed; ``changed`` past cases changed (their days redone);
+    the next day (one new day)."""
+    from sqlalchemy import update
+
+    from app.cases.models import DisputeCase
+    from app.supervision import rollups
+
+    out = {}
+    with app.app_context():
+        def timed_refresh(name, at):
+            started = time.perf_counter()
+            result = rollups.refresh(at)
+            out[name] = {"ms": round((time.perf_counter() - started) * 1000, 1), **result}
+            print(f"  refresh {name:<32} {out[name]['ms']:>9.1f} ms  {result}", flush=True)
+
+        timed_refresh("nothing changed", now + timedelta(minutes=5))
+        ids = random.Random(3).sample(range(1, db.session.scalar(db.select(db.func.max(DisputeCase.id))) + 1), changed)
+        later = now + timedelta(minutes=10)
+        db.session.execute(update(DisputeCase).where(DisputeCase.id.in_(ids)).values(updated_at=later))
+        db.session.commit()
+        timed_refresh(f"{changed} past cases changed", later)
+        timed_refresh("next day", now + timedelta(days=1))
+        db.session.remove()
+    return out
 
 
 def explain(dsn: str, now: datetime) -> None:
@@ -305,8 +359,10 @@ def main(argv=None):
         print(f"  {made}", flush=True)
         if args.explain:
             explain(dsn, now)
+        made["rollups"] = build_rollups(app, now)
         print(f"timing ({args.runs} runs after a warm-up):", flush=True)
         figures = run_queries(app, now, args.runs)
+        refreshes = time_refreshes(app, now)
         with app.app_context():
             db.engine.dispose()
         with psycopg.connect(dsn) as conn:
@@ -317,7 +373,7 @@ def main(argv=None):
             "generated": made, "now": now.isoformat(), "python": platform.python_version(),
             "machine": platform.machine(), "cpus": os.cpu_count(), "target_ms": 300,
             "dashboard_county_p95_ms": figures["dashboard county, 30 days (all figures)"]["p95_ms"],
-            "timings": figures,
+            "timings": figures, "rollup_refresh": refreshes,
         }
         RESULTS.mkdir(parents=True, exist_ok=True)
         suffix = ("-quick" if args.quick else "") + ("-shuffled" if args.shuffle else "")

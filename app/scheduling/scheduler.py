@@ -25,6 +25,7 @@ from app.cases import services as cases
 from app.cases.models import Timer
 from app.extensions import db
 from app.scheduling import services
+from app.supervision import rollups
 
 log = logging.getLogger("tiaojie.scheduler")
 LEASE_NAME = "timers"
@@ -52,6 +53,10 @@ class TimerScheduler:
     def start(self) -> None:
         self.scheduler.add_job(self.sweep, "interval", seconds=self.sweep_seconds, id="sweep",
                                next_run_time=datetime.now(UTC))
+        with self.app.app_context():
+            rollup_seconds = rollups.refresh_seconds()
+        if rollup_seconds > 0:
+            self.scheduler.add_job(self.refresh_rollups, "interval", seconds=rollup_seconds, id="rollups")
         log.info("timer scheduler %s starting (sweep %ss)", self.holder, self.sweep_seconds)
         self.scheduler.start()
 
@@ -86,6 +91,17 @@ class TimerScheduler:
                 if self._stopping.is_set() or not self._may_fire():
                     return 0
                 return cases.fire_due_timers()
+            finally:
+                db.session.remove()
+
+    def refresh_rollups(self) -> dict | None:
+        """The supervisor console's daily rollups (app/supervision/rollups.py). Under ``_busy`` like a
+        sweep, so shutdown waits for it too; on SQLite only the lease holder runs it."""
+        with self._busy, self.app.app_context():
+            try:
+                if self._stopping.is_set() or not self._may_fire():
+                    return None
+                return rollups.refresh(clock.now())
             finally:
                 db.session.remove()
 

@@ -1,7 +1,7 @@
 """Supervision orders (督办单) that a handler must answer (督办反馈) by their deadline."""
 from __future__ import annotations
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.cases.models import CaseEvent, DisputeCase, HumanTask
@@ -68,3 +68,68 @@ Index("ix_human_task_completed_cover", HumanTask.completed_at,
 FLAGGED_OPEN = "status <> 'closed' AND (people_involved >= 10 OR risk_level = 'high')"
 Index("ix_case_flagged_open", DisputeCase.opened_at,
       postgresql_where=text(FLAGGED_OPEN), sqlite_where=text(FLAGGED_OPEN))
+
+
+# ---------------------------------------------------------------------------------------------
+# Daily rollups (app/supervision/rollups.py fills them; migration 0007 creates them)
+
+#: the heat map's duration histogram: bucket 0 is [0, 60 s), bucket k (1..80) is
+#: [60·2^((k−1)/4), 60·2^(k/4)) seconds, bucket 81 everything from 60·2^20 s (≈ 2 years) on
+DURATION_BUCKETS = 82
+
+
+class CaseDayRollup(db.Model):
+    """Cases opened / closed on one local day, per (org path, category, channel): every additive
+    dashboard figure (see queries.Figures) except the overdue snapshot, which is always live."""
+
+    __tablename__ = "case_day_rollup"
+
+    day = mapped_column(Date, primary_key=True)
+    org_path: Mapped[str] = mapped_column(String(255), primary_key=True)
+    category: Mapped[str] = mapped_column(String(40), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(40), primary_key=True)
+    opened: Mapped[int] = mapped_column(default=0)
+    closed: Mapped[int] = mapped_column(default=0)
+    decided: Mapped[int] = mapped_column(default=0)
+    resolved: Mapped[int] = mapped_column(default=0)
+    litigated: Mapped[int] = mapped_column(default=0)
+    at_village: Mapped[int] = mapped_column(default=0)
+    at_town: Mapped[int] = mapped_column(default=0)
+    at_county: Mapped[int] = mapped_column(default=0)
+    rated: Mapped[int] = mapped_column(default=0)
+    satisfied: Mapped[int] = mapped_column(default=0)
+    #: closed cases on which a time limit fired (on_time = closed − late)
+    late: Mapped[int] = mapped_column(default=0)
+
+
+class TaskDayRollup(db.Model):
+    """User tasks completed on one local day, per (case org path, process version, task spec): how
+    many, and a histogram of their ready → completed durations (columns h0..h81)."""
+
+    __tablename__ = "task_day_rollup"
+
+    process_version_id: Mapped[int] = mapped_column(primary_key=True)
+    day = mapped_column(Date, primary_key=True)
+    org_path: Mapped[str] = mapped_column(String(255), primary_key=True)
+    spec_name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    passed: Mapped[int] = mapped_column(default=0)
+
+
+for _bucket in range(DURATION_BUCKETS):
+    TaskDayRollup.__table__.append_column(Column(f"h{_bucket}", Integer, nullable=False, default=0))
+
+
+class RollupState(db.Model):
+    """How far the rollups reach: days up to ``through`` are complete (as of the refresh at
+    ``refreshed_at``, which is also the change-tracking watermark)."""
+
+    __tablename__ = "rollup_state"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    through = mapped_column(Date, nullable=True)
+    refreshed_at = mapped_column(UTCDateTime, nullable=True)
+
+
+#: change tracking for the incremental refresh (rollups.refresh)
+Index("ix_case_updated_at", DisputeCase.updated_at)
+Index("ix_case_event_at", CaseEvent.at)

@@ -60,13 +60,14 @@ class Report:
         return self.dashboard.period
 
 
-def build_report(unit: OrgUnit, kind: str, day: date, now: datetime) -> Report:
-    """The ``kind`` report for ``unit``'s subtree over the period holding ``day``."""
+def build_report(unit: OrgUnit, kind: str, day: date, now: datetime, live: bool = False) -> Report:
+    """The ``kind`` report for ``unit``'s subtree over the period holding ``day`` (``live``: read
+    the projections only, not the daily rollups; the figures are the same after a refresh)."""
     period = report_period(kind, day)
-    board = queries.dashboard(unit, period, now, GRANULARITY[kind])
+    board = queries.dashboard(unit, period, now, GRANULARITY[kind], live=live)
     before = previous_period(kind, period)
     previous = Figures()
-    for figures in queries.figures_by(unit, before, now, queries.literal(unit.id)).values():
+    for figures in queries.figures_by(unit, before, now, live=live).values():
         previous.add(figures)
     return Report(kind, board, before, previous)
 
