@@ -21,7 +21,7 @@ dashboard of the county (every case) at 1M, and for the 365-day trend, the 90-da
 monthly report and the rendered page. After the load the daily rollups are rebuilt
 (rollups.rebuild_all, timed); the queries then read full past days from them and today live
 (``LIVE`` rows: the same figures with the rollups bypassed); finally incremental refreshes are
-timed (nothing changed; 1,000 past cases changed; the next day).
+timed (nothing changed; 100 past cases changed; the next day).
 """
 from __future__ import annotations
 
@@ -255,6 +255,7 @@ def run_queries(app, now: datetime, runs: int) -> dict:
             live_runs, runs = runs, 3
             timed("LIVE dashboard county, 365 days by week", lambda: queries.dashboard(county, year, now, "week", live=True))
             timed("LIVE heat map county, 90 days", lambda: queries.heatmap(county, pv, last90, live=True))
+            timed("LIVE trend county 365 days per day", lambda: queries.trend(county, year, "day", live=True))
             timed("LIVE report monthly county", lambda: reports.build_report(county, "monthly", last30.end, now, live=True))
             runs = live_runs
 
@@ -283,13 +284,13 @@ def build_rollups(app, now: datetime) -> dict:
         through = rollups.rebuild_all(now)
         seconds = time.perf_counter() - started
         rows = {table: db.session.execute(db.text(f"SELECT count(*) FROM {table}")).scalar()
-                for table in ("case_day_rollup", "task_day_rollup")}
+                for table in ("case_day_rollup", "case_day_unit_rollup", "task_day_rollup")}
         db.session.remove()
     print(f"  rollups rebuilt through {through} in {seconds:.1f} s: {rows}", flush=True)
     return {"rebuild_all_seconds": round(seconds, 1), "through": through.isoformat(), "rows": rows}
 
 
-def time_refreshes(app, now: datetime, changed: int = 1000) -> dict:
+def time_refreshes(app, now: datetime, changed: int = 100) -> dict:
     """Incremental refreshes: nothing changed; ``changed`` past cases changed (their days redone);
     the next day (one new day)."""
     from sqlalchemy import update

@@ -102,6 +102,18 @@ class CaseDayRollup(db.Model):
     late: Mapped[int] = mapped_column(default=0)
 
 
+class CaseDayUnitRollup(db.Model):
+    """case_day_rollup summed over category and channel: cases opened / closed per (day, org path),
+    all a trend needs (a year of a county is a few thousand rows instead of hundreds of thousands)."""
+
+    __tablename__ = "case_day_unit_rollup"
+
+    day = mapped_column(Date, primary_key=True)
+    org_path: Mapped[str] = mapped_column(String(255), primary_key=True)
+    opened: Mapped[int] = mapped_column(default=0)
+    closed: Mapped[int] = mapped_column(default=0)
+
+
 class TaskDayRollup(db.Model):
     """User tasks completed on one local day, per (case org path, process version, task spec): how
     many, and a histogram of their ready → completed durations (columns h0..h81)."""

@@ -610,7 +610,8 @@ def _path_bucketer(unit: OrgUnit, children: list[OrgUnit] | None):
 
 
 def count_period(unit: OrgUnit, period: Period, now: datetime, children: list[OrgUnit] | None = None,
-                 granularity: str = "day", live: bool = False, with_trend: bool = True) -> Counts:
+                 granularity: str = "day", live: bool = False, with_trend: bool = True,
+                 with_figures: bool = True) -> Counts:
     """Figures per (category, channel, child unit of ``children``, else ``unit``) and the trend.
 
     Full past days up to the rollups' last refreshed day come from ``case_day_rollup``
@@ -642,7 +643,8 @@ def count_period(unit: OrgUnit, period: Period, now: datetime, children: list[Or
     through = None if live else rollups.covered_through()
     if through is not None and through >= period.start:
         last = min(through, period.end)
-        for category, channel, path, *values in rollups.case_totals(unit.path, period.start, last):
+        for category, channel, path, *values in (rollups.case_totals(unit.path, period.start, last)
+                                                 if with_figures else ()):
             tally = tallies[(category, channel, bucket_of(path))]
             for offset, value in enumerate(values):  # CASE_COUNTS: opened, closed .. satisfied, late
                 tally[_OPENED + offset] += int(value or 0)
@@ -673,11 +675,11 @@ def count_period(unit: OrgUnit, period: Period, now: datetime, children: list[Or
 
         fired = exists().where(CaseEvent.kind == "time_limit", CaseEvent.case_id == DisputeCase.id)
         late = select(*keys, func.count()).where(*in_period, fired).group_by(*keys)
-        for category, channel, path, count in db.session.execute(late):
+        for category, channel, path, count in db.session.execute(late) if with_figures else ():
             tallies[(category, channel, bucket_of(path))][_LATE] += count
 
     overdue = select(*keys, func.count()).where(scope, overdue_condition(now)).group_by(*keys)
-    for category, channel, path, count in db.session.execute(overdue):
+    for category, channel, path, count in db.session.execute(overdue) if with_figures else ():
         tallies[(category, channel, bucket_of(path))][_OVERDUE] += count
 
     groups = {key: Figures(
@@ -744,7 +746,7 @@ def trend_points(period: Period, granularity: str, opened: dict[date, int], clos
 
 def trend(unit: OrgUnit, period: Period, granularity: str = "day", live: bool = False) -> list[TrendPoint]:
     """Cases opened and closed per local day, week or month of the period (see trend_points)."""
-    counts = count_period(unit, period, clock.now(), None, granularity, live=live)
+    counts = count_period(unit, period, clock.now(), None, granularity, live=live, with_figures=False)
     return trend_points(period, granularity, counts.opened_days, counts.closed_days)
 
 

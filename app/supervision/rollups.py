@@ -1,11 +1,13 @@
 """Daily rollups behind the supervisor console's long ranges, reports and heat map.
 
-Two tables, one row per local day and dimensions (app/supervision/models.py):
+Tables with one row per local day and dimensions (app/supervision/models.py):
 
 * ``case_day_rollup`` per (day, org path, category, channel): cases opened that day and, of the
   cases closed that day, every closure count the dashboard shows (decided, resolved, litigated,
   at or below each tier, rated, satisfied, late). Every filter of the dashboard, the reports and
   the trend (unit subtree, child unit, category, channel, day/week/month) is a sum of these rows.
+* ``case_day_unit_rollup`` per (day, org path): the same summed over category and channel, for
+  trends (a year of a county: thousands of rows, not hundreds of thousands).
 * ``task_day_rollup`` per (process version, day, case org path, task spec): user tasks completed
   that day and a histogram of their ready → completed durations. A median cannot be summed, so
   each row keeps fixed log-scale buckets four to a doubling (bucket edges 60 s · 2^(k/4)); the
@@ -48,7 +50,7 @@ from app.cases.catalog import TIER_ORDER
 from app.cases.models import CaseEvent, CaseStatus, DisputeCase, HumanTask, TaskStatus
 from app.extensions import db
 from app.supervision import queries
-from app.supervision.models import DURATION_BUCKETS, CaseDayRollup, RollupState, TaskDayRollup
+from app.supervision.models import DURATION_BUCKETS, CaseDayRollup, CaseDayUnitRollup, RollupState, TaskDayRollup
 
 STATE = "supervision"
 #: A transaction that set updated_at / wrote an event just before a refresh may commit just after
@@ -215,9 +217,10 @@ def case_totals(path: str, first: date, last: date):
 
 def case_days(path: str, first: date, last: date) -> list[tuple[date, int, int]]:
     """(day, opened, closed) per day first..last in ``path``'s subtree."""
-    stmt = select(CaseDayRollup.day, func.sum(CaseDayRollup.opened), func.sum(CaseDayRollup.closed)).where(
-        *_day_range(CaseDayRollup.day, first, last), CaseDayRollup.org_path.startswith(path, autoescape=True),
-    ).group_by(CaseDayRollup.day)
+    table = CaseDayUnitRollup
+    stmt = select(table.day, func.sum(table.opened), func.sum(table.closed)).where(
+        *_day_range(table.day, first, last), table.org_path.startswith(path, autoescape=True),
+    ).group_by(table.day)
     return [(queries._as_date(day), int(opened or 0), int(closed or 0)) for day, opened, closed in db.session.execute(stmt)]
 
 
@@ -237,9 +240,15 @@ def _recompute(first: date, last: date) -> None:
     """Replace the rows of the local days first..last with what the projections say now."""
     start, end = queries.local_midnight(first), queries.local_midnight(last + timedelta(days=1))
     db.session.execute(delete(CaseDayRollup).where(CaseDayRollup.day >= first, CaseDayRollup.day <= last))
+    db.session.execute(delete(CaseDayUnitRollup).where(CaseDayUnitRollup.day >= first, CaseDayUnitRollup.day <= last))
     db.session.execute(delete(TaskDayRollup).where(TaskDayRollup.day >= first, TaskDayRollup.day <= last))
     db.session.execute(insert(CaseDayRollup).from_select(
         ["day", "org_path", "category", "channel", *CASE_COUNTS], _case_rows(start, end)))
+    db.session.execute(insert(CaseDayUnitRollup).from_select(
+        ["day", "org_path", "opened", "closed"],
+        select(CaseDayRollup.day, CaseDayRollup.org_path, func.sum(CaseDayRollup.opened), func.sum(CaseDayRollup.closed))
+        .where(CaseDayRollup.day >= first, CaseDayRollup.day <= last)
+        .group_by(CaseDayRollup.day, CaseDayRollup.org_path)))
     db.session.execute(insert(TaskDayRollup).from_select(
         ["process_version_id", "day", "org_path", "spec_name", "passed", *HISTOGRAM], _task_rows(start, end)))
 
@@ -269,8 +278,8 @@ def rebuild_all(now: datetime | None = None) -> date:
     state = _lock_state()
     first_open = db.session.scalar(select(func.min(DisputeCase.opened_at)))
     first = queries.local_today(first_open) if first_open is not None else through
-    db.session.execute(delete(CaseDayRollup))
-    db.session.execute(delete(TaskDayRollup))
+    for table in (CaseDayRollup, CaseDayUnitRollup, TaskDayRollup):
+        db.session.execute(delete(table))
     if first <= through:
         _recompute(min(first, through), through)
     state.through, state.refreshed_at = through, now

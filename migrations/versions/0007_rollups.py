@@ -33,6 +33,14 @@ def upgrade():
         sa.PrimaryKeyConstraint("day", "org_path", "category", "channel", name=op.f("pk_case_day_rollup")),
     )
     op.create_table(
+        "case_day_unit_rollup",
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("org_path", sa.String(length=255), nullable=False),
+        sa.Column("opened", sa.Integer(), nullable=False),
+        sa.Column("closed", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("day", "org_path", name=op.f("pk_case_day_unit_rollup")),
+    )
+    op.create_table(
         "task_day_rollup",
         sa.Column("process_version_id", sa.Integer(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
@@ -59,4 +67,5 @@ def downgrade():
     op.drop_index("ix_case_updated_at", table_name="dispute_case")
     op.drop_table("rollup_state")
     op.drop_table("task_day_rollup")
+    op.drop_table("case_day_unit_rollup")
     op.drop_table("case_day_rollup")
