@@ -42,11 +42,14 @@ class TimerScheduler:
         # compete for the same case locks.
         self.scheduler = scheduler_class(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(1)},
+            # The rollup refresh gets its own thread: it may take seconds at scale and must not
+            # delay timers.
+            executors={"default": ThreadPoolExecutor(1), "rollups": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         self._planned: dict[int, datetime] = {}
         self._busy = threading.Lock()  # held while a sweep or firing runs
+        self._rollups_busy = threading.Lock()  # held while a rollup refresh runs
         self._stopping = threading.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -56,7 +59,8 @@ class TimerScheduler:
         with self.app.app_context():
             rollup_seconds = rollups.refresh_seconds()
         if rollup_seconds > 0:
-            self.scheduler.add_job(self.refresh_rollups, "interval", seconds=rollup_seconds, id="rollups")
+            self.scheduler.add_job(self.refresh_rollups, "interval", seconds=rollup_seconds, id="rollups",
+                                   executor="rollups")
         log.info("timer scheduler %s starting (sweep %ss)", self.holder, self.sweep_seconds)
         self.scheduler.start()
 
@@ -66,7 +70,7 @@ class TimerScheduler:
             # Not wait=True: APScheduler then holds its job-store lock while waiting for the
             # worker, and a sweep planning a date job needs that lock: a deadlock. Wait below.
             self.scheduler.shutdown(wait=False)
-        with self._busy:  # let a sweep or firing in flight finish
+        with self._busy, self._rollups_busy:  # let a sweep, firing or rollup refresh in flight finish
             pass
         with self.app.app_context():
             if self._uses_lease():
@@ -95,9 +99,9 @@ class TimerScheduler:
                 db.session.remove()
 
     def refresh_rollups(self) -> dict | None:
-        """The supervisor console's daily rollups (app/supervision/rollups.py). Under ``_busy`` like a
-        sweep, so shutdown waits for it too; on SQLite only the lease holder runs it."""
-        with self._busy, self.app.app_context():
+        """The supervisor console's daily rollups (app/supervision/rollups.py), on their own thread
+        and lock (shutdown waits for it as for a sweep); on SQLite only the lease holder runs it."""
+        with self._rollups_busy, self.app.app_context():
             try:
                 if self._stopping.is_set() or not self._may_fire():
                     return None
