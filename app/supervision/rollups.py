@@ -316,16 +316,12 @@ def changed_days(since: datetime, through: date) -> list[date]:
     return sorted(day for day in found if day <= through)
 
 
-#: Dirty days closer than this are recomputed as one range, the days between included: one range
-#: statement costs less than several (at 1M cases a day costs ≈ 21 ms inside a range, ≈ 37 ms alone).
-MERGE_GAP = timedelta(days=4)
-
-
 def _runs(days: list[date]) -> list[tuple[date, date]]:
-    """Sorted days folded into (first, last) runs, bridging gaps shorter than MERGE_GAP."""
+    """Consecutive days folded into (first, last) runs. (Bridging gaps of up to 3 days to save
+    statements was measured slower at 1M cases: 12.9 s against 9.8 s for 100 changed cases.)"""
     runs: list[tuple[date, date]] = []
     for day in days:
-        if runs and day - runs[-1][1] <= MERGE_GAP:
+        if runs and runs[-1][1] + timedelta(days=1) == day:
             runs[-1] = (runs[-1][0], day)
         else:
             runs.append((day, day))
