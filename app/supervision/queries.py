@@ -889,10 +889,13 @@ def heatmap(unit: OrgUnit, version: ProcessVersion, period: Period | None = None
     titles = {element: name for diagram in version_diagrams(version) for element, name in diagram.names.items()}
     heat = {spec: TaskHeat(spec, titles.get(spec, spec), sum(counts), rollups.median_seconds(counts), 0)
             for spec, counts in histograms.items() if sum(counts)}
-    scope = and_(HumanTask.case_id == DisputeCase.id, DisputeCase.process_version_id == version.id,
-                 DisputeCase.org_path.startswith(unit.path, autoescape=True))
-    waiting = select(HumanTask.spec_name, func.count(HumanTask.id)).where(
-        scope, HumanTask.status == TaskStatus.ready).group_by(HumanTask.spec_name)
+    # A ready task belongs to a case not closed; the literals let PostgreSQL use the partial
+    # indexes ix_case_open_cover and ix_human_task_ready_cover (app/supervision/models.py).
+    waiting = select(HumanTask.spec_name, func.count()).where(
+        HumanTask.case_id == DisputeCase.id, DisputeCase.process_version_id == version.id,
+        DisputeCase.org_path.startswith(unit.path, autoescape=True),
+        DisputeCase.status != literal_column(f"'{CaseStatus.closed}'"),
+        HumanTask.status == literal_column(f"'{TaskStatus.ready}'")).group_by(HumanTask.spec_name)
     for spec, count in db.session.execute(waiting):
         heat.setdefault(spec, TaskHeat(spec, titles.get(spec, spec), 0, None, 0)).waiting = count
     return heat

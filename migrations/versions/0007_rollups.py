@@ -59,11 +59,19 @@ def upgrade():
         sa.PrimaryKeyConstraint("name", name=op.f("pk_rollup_state")),
     )
     op.create_index("ix_case_updated_at", "dispute_case", ["updated_at"], unique=False)
+    open_case, ready_task = sa.text("status <> 'closed'"), sa.text("status = 'ready'")
+    op.create_index("ix_case_open_cover", "dispute_case", ["id"], unique=False,
+                    postgresql_include=["process_version_id", "org_path"], postgresql_where=open_case,
+                    sqlite_where=open_case)
+    op.create_index("ix_human_task_ready_cover", "human_task", ["case_id"], unique=False,
+                    postgresql_include=["spec_name"], postgresql_where=ready_task, sqlite_where=ready_task)
     op.create_index("ix_case_event_at", "case_event", ["at"], unique=False)
 
 
 def downgrade():
     op.drop_index("ix_case_event_at", table_name="case_event")
+    op.drop_index("ix_human_task_ready_cover", table_name="human_task")
+    op.drop_index("ix_case_open_cover", table_name="dispute_case")
     op.drop_index("ix_case_updated_at", table_name="dispute_case")
     op.drop_table("rollup_state")
     op.drop_table("task_day_rollup")
