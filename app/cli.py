@@ -1,4 +1,5 @@
 """flask commands: seed-demo, workflows deploy/list, timers fire/list, users token."""
+import os
 from pathlib import Path
 
 import click
@@ -368,6 +369,9 @@ def serve_command(host, port):
     from app.scheduling.scheduler import TimerScheduler
 
     app = current_app._get_current_object()
+    if "SESSION_COOKIE_SECURE" not in os.environ:
+        # This server speaks plain HTTP: a Secure cookie would never come back and login would loop.
+        app.config["SESSION_COOKIE_SECURE"] = app.config["REMEMBER_COOKIE_SECURE"] = False
     timer_scheduler = TimerScheduler(app)
     timer_scheduler.start()
     click.echo(f"serving on http://{host}:{port} with the timer scheduler embedded")

@@ -32,9 +32,14 @@ class Config:
     BABEL_DEFAULT_TIMEZONE = TIMEZONE
     LANGUAGES = ("zh_CN", "en")
 
+    # The session cookie never reaches scripts or other sites, and only travels over HTTPS
+    # (`flask serve`, the plain-HTTP demo on loopback, turns Secure off unless told otherwise).
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
-    SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE", "0") == "1"
+    SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE", "1") == "1"
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
     MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(16 * 1024 * 1024)))
 
     # flask-smorest: the OpenAPI document and its Swagger UI (served from the installed package).
@@ -49,4 +54,5 @@ class Config:
 class TestConfig(Config):
     TESTING = True
     SECRET_KEY = "test"
+    SESSION_COOKIE_SECURE = REMEMBER_COOKIE_SECURE = False  # the test client speaks plain HTTP
     SQLALCHEMY_DATABASE_URI = "sqlite://"

@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 from app.api import require_login
 from app.cases import queries, services
 from app.cases.schemas import CaseDetailSchema, CasePageSchema, CaseQuerySchema, NewCaseSchema
+from app.exports import spreadsheet_safe
 
 PREFIX = "/disputes"
 blp = Blueprint("api_disputes", __name__, description="Dispute cases")
@@ -61,9 +62,10 @@ class EventExport(MethodView):
             writer = csv.writer(out)
             writer.writerow(["case_number", "event_id", "time_utc", "time_local", "actor", "kind", "message", "data"])
             for event in rows:
-                writer.writerow([case.number, event.id, event.at.isoformat(), event.at.astimezone(zone).isoformat(),
-                                 event.actor.username if event.actor else "system", event.kind, event.message,
-                                 json.dumps(event.data, ensure_ascii=False) if event.data else ""])
+                writer.writerow([spreadsheet_safe(cell) for cell in (
+                    case.number, event.id, event.at.isoformat(), event.at.astimezone(zone).isoformat(),
+                    event.actor.username if event.actor else "system", event.kind, event.message,
+                    json.dumps(event.data, ensure_ascii=False) if event.data else "")])
             yield "\ufeff" + out.getvalue()  # BOM: spreadsheet programs then read the Chinese right
 
         return Response(generate(), mimetype="text/csv", headers={

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from xml.sax.saxutils import escape
 
+from app.exports import spreadsheet_safe
 from app.org.models import OrgUnit
 from app.supervision import queries
 from app.supervision.queries import Dashboard, Figures, Period
@@ -75,19 +76,6 @@ def build_report(unit: OrgUnit, kind: str, day: date, now: datetime, live: bool 
 # ---------------------------------------------------------------------------------------------
 # Writers
 
-# A text cell starting with one of these is a formula to Excel (CSV injection: a resident's report
-# title "=HYPERLINK(...)" must stay text), so such cells get a leading apostrophe.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_value(value):
-    if value is None:
-        return ""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
 def csv_stream(header: list[str], rows: Iterable[list], chunk_rows: int = 500) -> Iterator[bytes]:
     """CSV in UTF-8 with a byte-order mark, yielded every ``chunk_rows`` rows."""
     buffer = io.StringIO()
@@ -95,7 +83,7 @@ def csv_stream(header: list[str], rows: Iterable[list], chunk_rows: int = 500) -
     buffer.write("\ufeff")
     writer.writerow(header)
     for count, row in enumerate(rows, 1):
-        writer.writerow([_csv_value(value) for value in row])
+        writer.writerow([spreadsheet_safe(value) for value in row])
         if count % chunk_rows == 0:
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)
