@@ -12,15 +12,23 @@ from uuid import UUID
 
 import SpiffWorkflow.bpmn.specs.event_definitions.timer as _timer_module
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
-from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
+from SpiffWorkflow.bpmn.serializer.default.workflow import (
+    BpmnSubWorkflowConverter,
+    BpmnWorkflowConverter,
+    TaskConverter,
+    WorkflowConverter,
+)
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
+from SpiffWorkflow.bpmn.util.subworkflow import BpmnSubWorkflow
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
 
 from app import clock
@@ -41,6 +49,38 @@ class _ClockDatetime(datetime):
 _timer_module.datetime = _ClockDatetime
 
 
+def _share_strings(value, memo: dict):
+    """Make equal strings inside freshly restored data one object (deltas repeat values)."""
+    if isinstance(value, str):
+        return memo.setdefault(value, value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, (str, dict, list)):
+                value[key] = _share_strings(item, memo)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, (str, dict, list)):
+                value[index] = _share_strings(item, memo)
+    return value
+
+
+def _restoring_memo(workflow) -> dict:
+    """The memo of the load in progress (ids and strings), or a throw-away one."""
+    memo = getattr(workflow.top_workflow, "_restoring_memo", None)
+    return memo if memo is not None else {}
+
+
+def _restore_tasks(converter, workflow, tasks: dict) -> None:
+    """Rebuild ``workflow.tasks`` keyed by the tasks' own ids.
+
+    Each Task registers itself in ``workflow.tasks`` as it is built (its parent must be there
+    for its data); the library then rebuilds the mapping with a second UUID per task.
+    """
+    workflow.tasks = {}
+    for dct in tasks.values():
+        converter.registry.restore(dct, workflow=workflow)
+
+
 class _StateOnlyConverter(BpmnWorkflowConverter):
     """Serialize a workflow without its spec; restore it onto a spec the caller already holds."""
 
@@ -52,16 +92,83 @@ class _StateOnlyConverter(BpmnWorkflowConverter):
 
     def from_dict(self, dct, spec=None, subprocess_specs=None):
         workflow = self.target_class(spec, subprocess_specs, deserializing=True)
-        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
-        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
-        self.set_default_attributes(workflow, dct)
-        self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        workflow._restoring_memo = memo = {}
+        try:
+            _restore_tasks(self, workflow, dct["tasks"])
+            workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+            self.set_default_attributes(workflow, dct)
+            _share_strings(workflow.data, memo)
+            self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        finally:
+            del workflow._restoring_memo
         workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
         return workflow
 
 
+class _SubWorkflowConverter(BpmnSubWorkflowConverter):
+    def from_dict(self, dct, task, top_workflow):
+        spec = top_workflow.subprocess_specs.get(task.task_spec.spec)
+        subprocess = self.target_class(spec, task.id, top_workflow, deserializing=True)
+        _restore_tasks(self, subprocess, dct["tasks"])
+        subprocess.task_tree = subprocess.tasks.get(UUID(dct["root"]))
+        self.set_default_attributes(subprocess, dct)
+        _share_strings(subprocess.data, _restoring_memo(top_workflow))
+        return subprocess
+
+
+class _SharingTaskConverter(TaskConverter):
+    """Restore tasks with one UUID object per id, equal strings shared, finished tasks' data shared.
+
+    The library gives every task a full copy of its data on load (its parent's data merged
+    with its delta): most of a loaded case's memory. A finished task's data is never changed
+    again (the engine only writes the data of tasks it runs), so a finished task under a
+    finished parent keeps its parent's dict when its delta is empty, and a shallow copy
+    otherwise. Tasks that can still run get the library's copy, as before.
+    """
+
+    def from_dict(self, dct, workflow):
+        memo = _restoring_memo(workflow)
+
+        def uuid(text: str) -> UUID:
+            key = ("id", text)
+            value = memo.get(key)
+            if value is None:
+                value = memo[key] = UUID(text)
+            return value
+
+        task_spec = workflow.spec.task_specs.get(dct["task_spec"])
+        task = self.target_class(workflow, task_spec, state=dct["state"], id=uuid(dct["id"]))
+        task._parent = uuid(dct["parent"]) if dct["parent"] is not None else None
+        task._children = [uuid(child) for child in dct["children"]]
+        task.last_state_change = dct["last_state_change"]
+        task.triggered = dct["triggered"]
+        task.internal_data = self.registry.restore(dct["internal_data"])
+        if isinstance(task_spec, CatchingEvent) and task.has_state(TaskState.WAITING):
+            task.workflow.top_workflow.event_manager.add_task(task)
+
+        delta, parent = dct.get("delta"), task.parent
+        if not delta or parent is None:
+            task.data = _share_strings(self.registry.restore(dct["data"]), memo)
+            return task
+        updates, deletions = delta.get("updates", {}), delta.get("deletions", {})
+        if task.state & TaskState.FINISHED_MASK and parent.state & TaskState.FINISHED_MASK:
+            if not updates and not deletions:
+                task.data = parent.data
+                return task
+            data = dict(parent.data)
+        else:
+            data = DeepMerge.merge({}, parent.data)
+        data.update(_share_strings(self.registry.restore(updates), memo))
+        for key in deletions:
+            data.pop(key, None)
+        task.data = data
+        return task
+
+
 _config = dict(SPIFF_CONFIG)
 _config[BpmnWorkflow] = _StateOnlyConverter
+_config[BpmnSubWorkflow] = _SubWorkflowConverter
+_config[Task] = _SharingTaskConverter
 _serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(_config))
 SERIALIZER_VERSION = _serializer.VERSION
 

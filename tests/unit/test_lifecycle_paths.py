@@ -3,12 +3,18 @@
 No database: the engine adapter alone, with the restricted script engine, a controllable clock,
 and a save/restore round trip after every step that must change nothing.
 """
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+from SpiffWorkflow.util.task import TaskState
 
 from app import clock, engine
+from app.engine import runtime
 from tests.factories import failed, form_data
 
 BUNDLE = Path(__file__).resolve().parents[2] / "workflows" / "dispute_lifecycle"
@@ -29,6 +35,33 @@ def script_engine():
     return engine.create_script_engine(helpers=DIAGRAM_HELPERS)
 
 
+# The library's own task and sub-workflow converters (full data copy per task) with our
+# state-only workflow converter: the reference the sharing converter must agree with.
+_STOCK = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure({**SPIFF_CONFIG, BpmnWorkflow: runtime._StateOnlyConverter}))
+
+
+def _all_tasks(workflow):
+    yield from workflow.tasks.values()
+    for sub in workflow.subprocesses.values():
+        yield from sub.tasks.values()
+
+
+def assert_loads_like_the_library(parsed, state: str, instance) -> None:
+    """Every task's data, state and links equal what the library's own loader makes."""
+    dct = json.loads(state)
+    _STOCK.migrate(dct)
+    reference = _STOCK.from_dict(dct, spec=parsed.spec, subprocess_specs=parsed.subprocess_specs)
+    ours = {t.id: t for t in _all_tasks(instance.workflow)}
+    theirs = {t.id: t for t in _all_tasks(reference)}
+    assert ours.keys() == theirs.keys()
+    for task_id, task in ours.items():
+        other = theirs[task_id]
+        assert (task.state, task._parent, task._children, task.internal_data) == \
+            (other.state, other._parent, other._children, other.internal_data)
+        assert task.data == other.data, f"{task.task_spec.name}: data differs from the library's load"
+    assert instance.workflow.data == reference.data
+
+
 class Driver:
     """Drive one instance like the service does: step, save, reload."""
 
@@ -46,6 +79,7 @@ class Driver:
     def _round_trip(self):
         before = self.instance.dump()
         self.instance = engine.Instance.load(self.parsed, before, script_engine())
+        assert_loads_like_the_library(self.parsed, before, self.instance)
         assert self.instance.dump() == before, "save/restore changed the state"
 
     @property
@@ -271,3 +305,19 @@ def test_time_limits_in_working_days_follow_the_holiday_calendar(drive):
         assert timers["village_time_limit"] == datetime(2026, 10, 10, 2, 0, tzinfo=UTC)
     finally:
         calendar.install(calendar.WorkingCalendar())
+
+
+def test_loaded_finished_tasks_share_data_and_running_tasks_get_their_own(drive):
+    drive.start()
+    drive.complete("village_mediate", failed("village_mediate"))
+    drive.complete("town_dispatch")
+    tasks = list(_all_tasks(drive.instance.workflow))
+    finished = [t for t in tasks if t.state & TaskState.FINISHED_MASK and t.parent is not None
+                and t.parent.state & TaskState.FINISHED_MASK]
+    shared = [t for t in finished if t.data is t.parent.data]
+    assert len(shared) >= len(finished) // 2, "finished tasks should reuse their parent's data on load"
+    ready = next(t for t in tasks if t.task_spec.name == "town_mediate" and t.state == TaskState.READY)
+    assert ready.data is not ready.parent.data
+    before = dict(ready.parent.data)
+    ready.data["town_notes"] = "changed after load"
+    assert ready.parent.data == before, "a running task's data must not write through to finished ones"
