@@ -379,6 +379,7 @@ class Writer:
 
     def __init__(self, engine):
         from app.cases.models import CaseEvent, DisputeCase, HumanTask, Timer, WorkflowState
+        from app.database import CompressedText
 
         self.engine = engine
         self.pg = engine.dialect.name == "postgresql"
@@ -389,6 +390,9 @@ class Writer:
                         for name, table in self.tables.items()}
         self.json_columns = {name: {c.name for c in table.columns if c.type.__class__.__name__ in ("JSON", "Variant")
                                     or "JSON" in repr(c.type)} for name, table in self.tables.items()}
+        # COPY bypasses SQLAlchemy's type processing: compress those columns here
+        self.compressed_columns = {name: {c.name: c.type for c in table.columns if isinstance(c.type, CompressedText)}
+                                   for name, table in self.tables.items()}
         self._dumped: dict[int, tuple] = {}
 
     def write(self, batch: dict[str, list[dict]]) -> None:
@@ -408,9 +412,12 @@ class Writer:
                     if not rows:
                         continue
                     columns, json_columns = self.columns[name], self.json_columns[name]
+                    compressed = self.compressed_columns[name]
                     with cur.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN") as copy:
                         for row in rows:
-                            copy.write_row([self._json(row[c]) if c in json_columns else row[c] for c in columns])
+                            copy.write_row([self._json(row[c]) if c in json_columns else
+                                            compressed[c].process_bind_param(row[c], None) if c in compressed else row[c]
+                                            for c in columns])
             raw.commit()
         finally:
             raw.close()

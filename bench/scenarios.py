@@ -28,7 +28,7 @@ import tracemalloc
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import select, text
+from sqlalchemy import LargeBinary, select, text, type_coerce
 
 from bench.common import ROOT, Progress, percentile, summary_ms
 from bench.datagen import add_open_cases
@@ -148,10 +148,17 @@ def explain_inbox(app) -> str:
 # ---------------------------------------------------------------------------------------------
 # Footprint
 
+def _stored_length(value) -> int:
+    if isinstance(value, bytes | memoryview):
+        return len(value)
+    return len((json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)).encode())
+
+
 def footprint(app, sample: int = 200) -> dict:
     from app import engine
     from app.cases import services
     from app.cases.models import CaseEvent, DisputeCase, HumanTask, Timer, WorkflowState
+    from app.database import CompressedText
     from app.extensions import db
     from app.processes import services as processes
     from app.processes.models import ProcessVersion
@@ -183,10 +190,11 @@ def footprint(app, sample: int = 200) -> dict:
             # stored bytes: every column's text as stored, and on PostgreSQL the on-disk row size
             per_table = {}
             for table, key in tables:
-                rows = db.session.execute(select(table).where(table.c[key].in_(ids))).all()
-                per_table[table.name] = sum(
-                    len((json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else str(v)).encode())
-                    for row in rows for v in row if v is not None) / len(ids)
+                # compressed columns as stored (bytes), not as the model hands them back
+                columns = [type_coerce(c, LargeBinary).label(c.name) if isinstance(c.type, CompressedText) else c
+                           for c in table.columns]
+                rows = db.session.execute(select(*columns).where(table.c[key].in_(ids))).all()
+                per_table[table.name] = sum(_stored_length(v) for row in rows for v in row if v is not None) / len(ids)
             figures = {
                 "cases_sampled": len(ids),
                 "retained_kib_per_instance": round(retained / len(states) / 1024, 1),

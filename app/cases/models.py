@@ -10,7 +10,7 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, Unique
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.database import UTCDateTime, utcnow
+from app.database import CompressedText, UTCDateTime, utcnow
 from app.extensions import db
 from app.org.models import OrgUnit, User
 from app.processes.models import ProcessVersion
@@ -81,6 +81,8 @@ class DisputeCase(db.Model):
 
     org_unit: Mapped[OrgUnit] = relationship(lazy="joined")
     process_version: Mapped[ProcessVersion] = relationship()
+    #: held by the case so one step reads the (large) state row once
+    workflow_state: Mapped[WorkflowState] = relationship(uselist=False)
     leader: Mapped[User | None] = relationship(foreign_keys=[leader_id])
     created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id])
     high_value_confirmed_by: Mapped[User | None] = relationship(foreign_keys=[high_value_confirmed_by_id])
@@ -98,7 +100,8 @@ class WorkflowState(db.Model):
 
     case_id: Mapped[int] = mapped_column(ForeignKey("dispute_case.id"), primary_key=True)
     serializer_version: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(Text)
+    #: SpiffWorkflow's JSON, compressed in the database (see CompressedText)
+    state: Mapped[str] = mapped_column(CompressedText)
     row_version: Mapped[int] = mapped_column(default=1)
 
     __mapper_args__ = {"version_id_col": row_version}
