@@ -7,7 +7,7 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from app import clock
-from app.database import UnitOfWork
+from app.database import UnitOfWork, insert_later
 from app.errors import NotFound
 from app.extensions import db
 from app.notifications import senders
@@ -28,8 +28,8 @@ def notify(users, kind: str, message: str, case_id: int | None = None) -> int:
         if user is None or user.id in seen:
             continue
         seen.add(user.id)
-        db.session.add(Notification(user_id=user.id, case_id=case_id, kind=kind, message=message,
-                                    created_at=clock.now()))
+        insert_later(Notification.__table__, {"user_id": user.id, "case_id": case_id, "kind": kind,
+                                              "message": message, "created_at": clock.now(), "read_at": None})
         db.session.info.setdefault(_PENDING, []).append(
             {"user_id": user.id, "username": user.username, "phone": user.phone, "kind": kind, "message": message})
     return len(seen)

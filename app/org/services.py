@@ -7,6 +7,7 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from app.database import UnitOfWork
 from app.errors import DomainError, InvalidInput, NotFound
@@ -64,10 +65,12 @@ def create_api_token(user: User, name: str) -> str:
 
 
 def user_for_token(token: str) -> User | None:
-    api_token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_digest(token)))
-    if api_token is None or not api_token.user.active:
-        return None
-    return api_token.user
+    """The active user a bearer token belongs to, with its grants, in one query (every API call)."""
+    return db.session.scalars(
+        select(User).join(ApiToken, ApiToken.user_id == User.id)
+        .where(ApiToken.token_hash == _token_digest(token), User.active)
+        .options(joinedload(User.grants))
+    ).unique().one_or_none()
 
 
 def create_unit(code: str, name: str, level: Level, parent: OrgUnit | None = None) -> OrgUnit:

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flask import current_app
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -402,10 +403,28 @@ def step_changes(old: ProcessVersion, new: ProcessVersion) -> dict[str, list[str
 
 def parsed_process(version: ProcessVersion) -> engine.ParsedProcess:
     """The parsed spec of a version, parsed once per process and then served from memory."""
-    return engine.spec_cache.get(
-        version.content_hash,
-        lambda: engine.parse_bundle(version.top_process_id, version.file_map("bpmn"), version.file_map("dmn")),
-    )
+    return engine.spec_cache.get(version.content_hash, lambda: _parse(version))
+
+
+def _content_hash(version_id: int) -> str:
+    """A version's content hash, remembered per app (per database): versions never change."""
+    hashes = current_app.extensions.setdefault("process_version_hashes", {})
+    content_hash = hashes.get(version_id)
+    if content_hash is None:
+        version = db.session.get(ProcessVersion, version_id)
+        if version is None:
+            raise NotFound(f"process version {version_id} not found")
+        content_hash = hashes[version_id] = version.content_hash
+    return content_hash
+
+
+def parsed_process_of(version_id: int) -> engine.ParsedProcess:
+    """:func:`parsed_process` by id: a case's every step needs it, and rarely its version row."""
+    return engine.spec_cache.get(_content_hash(version_id), lambda: _parse(db.session.get(ProcessVersion, version_id)))
+
+
+def _parse(version: ProcessVersion) -> engine.ParsedProcess:
+    return engine.parse_bundle(version.top_process_id, version.file_map("bpmn"), version.file_map("dmn"))
 
 
 _form_cache: dict[tuple[str, str], dict] = {}
@@ -413,9 +432,18 @@ _form_cache: dict[tuple[str, str], dict] = {}
 
 def form_schema(version: ProcessVersion, form_name: str) -> dict:
     """The JSON Schema a task of this version names (versions are immutable, so cache it)."""
-    key = (version.content_hash, form_name)
+    return _form_schema(version.content_hash, form_name, lambda: version)
+
+
+def form_schema_of(version_id: int, form_name: str) -> dict:
+    return _form_schema(_content_hash(version_id), form_name, lambda: db.session.get(ProcessVersion, version_id))
+
+
+def _form_schema(content_hash: str, form_name: str, version_row) -> dict:
+    key = (content_hash, form_name)
     schema = _form_cache.get(key)
     if schema is None:
+        version = version_row()
         text = version.file_map("form").get(form_name)
         if text is None:
             raise NotFound(f"form {form_name} is not part of {version.key} v{version.version}")
@@ -673,7 +701,7 @@ def _reproject_ready_tasks(case, target_parsed: engine.ParsedProcess) -> None:
 
 def _migrate_case(actor: User | None, case_id: int, target: ProcessVersion, dry_run: bool) -> dict:
     from app.cases import services as cases
-    from app.cases.models import CaseStatus, DisputeCase, WorkflowState
+    from app.cases.models import CaseStatus, DisputeCase
 
     with UnitOfWork() as uow:
         case = db.session.get(DisputeCase, case_id) if dry_run else cases.lock_case(case_id)
@@ -693,7 +721,7 @@ def _migrate_case(actor: User | None, case_id: int, target: ProcessVersion, dry_
             report["refusals"].append(f"the case runs process {current.top_process_id}, the target runs "
                                       f"{target.top_process_id}")
             return report
-        state = db.session.get(WorkflowState, case.id).state
+        state = case.workflow_state.state
         source_parsed, target_parsed = parsed_process(current), parsed_process(target)
         script_engine = cases._script_engine()
         if dry_run:
@@ -706,7 +734,7 @@ def _migrate_case(actor: User | None, case_id: int, target: ProcessVersion, dry_
             report.update(exc.plan.as_dict())
             return report
         report.update(plan.as_dict())
-        db.session.get(WorkflowState, case.id).state = instance.dump()
+        case.workflow_state.state = instance.dump()
         case.process_version_id, case.process_version = target.id, target
         cases.change_workflow(case, actor, lambda _instance: None)
         _reproject_ready_tasks(case, target_parsed)
