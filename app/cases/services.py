@@ -27,7 +27,7 @@ from app.cases.models import (
     TimerKind,
     WorkflowState,
 )
-from app.database import UnitOfWork, lock_row
+from app.database import UnitOfWork, insert_later, lock_row
 from app.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from app.extensions import db
 from app.notifications import services as notifications
@@ -135,7 +135,7 @@ def start_case(actor: User | None, new: NewCase) -> DisputeCase:
         data = {key: getattr(case, key) for key in CASE_FIELDS_FROM_DATA}
         data.update(case_number=case.number, time_limit_overrides=dict(new.time_limit_overrides or {}))
         instance = _run(lambda: engine.Instance.start(processes.parsed_process(version), data, _script_engine()))
-        db.session.add(WorkflowState(case_id=case.id, serializer_version=engine.SERIALIZER_VERSION, state=""))
+        case.workflow_state = WorkflowState(case_id=case.id, serializer_version=engine.SERIALIZER_VERSION, state="")
         db.session.flush()
         _record(case, actor, "case_opened", f"登记纠纷 {case.number}: {case.title}", data={"channel": case.channel})
         _save_and_project(case, instance, actor)
@@ -180,9 +180,8 @@ def load_instance(case: DisputeCase) -> engine.Instance:
 
 
 def _load(case: DisputeCase) -> engine.Instance:
-    state = db.session.get(WorkflowState, case.id)
-    parsed = processes.parsed_process(case.process_version)
-    return engine.Instance.load(parsed, state.state, _script_engine())
+    parsed = processes.parsed_process_of(case.process_version_id)
+    return engine.Instance.load(parsed, case.workflow_state.state, _script_engine())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,7 +260,7 @@ def release_task(actor: User, task_id: int) -> HumanTask:
 def task_form(task: HumanTask) -> dict:
     if not task.form_name:
         return {"type": "object", "properties": {}}
-    return processes.form_schema(task.case.process_version, task.form_name)
+    return processes.form_schema_of(task.case.process_version_id, task.form_name)
 
 
 def validate_form(schema: dict, data: dict) -> None:
@@ -349,27 +348,9 @@ def fire_next_due_timer() -> int | None:
         case_id = db.session.scalar(claim)
         if case_id is None:
             return None
-        due_ids = _due_timer_ids(case_id, now)
         count = _fire_locked_case(case_id, now)
-        for timer_id in due_ids:
-            timer = db.session.get(Timer, timer_id)
-            if timer.status == "pending" and timer.due_at <= now:
-                # The engine did not fire what the projection said was due: park it rather
-                # than claiming it forever, and leave a trace on the case.
-                timer.status = "stuck"
-                _record(timer_case(timer), None, "timer_stuck", f"定时器未能触发：{timer.name}",
-                        data={"timer": timer.spec_name, "due_at": timer.due_at.isoformat()})
         uow.commit()
     return count
-
-
-def _due_timer_ids(case_id: int, now: datetime) -> list[int]:
-    return list(db.session.scalars(select(Timer.id).where(
-        Timer.case_id == case_id, Timer.status == "pending", Timer.due_at <= now)))
-
-
-def timer_case(timer: Timer) -> DisputeCase:
-    return db.session.get(DisputeCase, timer.case_id)
 
 
 def fire_case_timers(case_id: int) -> int:
@@ -384,25 +365,36 @@ def _fire_locked_case(case_id: int, now: datetime) -> int:
     case = lock_row(DisputeCase, case_id)
     if case is None:
         return 0
-    due = db.session.scalars(
-        select(Timer).where(Timer.case_id == case_id, Timer.status == "pending", Timer.due_at <= now)
-    ).all()
+    rows = _rows_of(Timer, case_id)
+    due = [row for row in rows if row.status == "pending" and row.due_at <= now]
     if not due:
         return 0
     instance = _load(case)
     fired = _run(instance.fire_due_timers)
-    _save_and_project(case, instance, None, fired_timer_ids=set(fired))
+    _save_and_project(case, instance, None, fired_timer_ids=set(fired), timer_rows=rows)
+    for timer in due:
+        if timer.status == "pending" and timer.due_at <= now:
+            # The engine did not fire what the projection said was due: park it rather than
+            # claiming it forever, and leave a trace on the case.
+            timer.status = "stuck"
+            _record(case, None, "timer_stuck", f"定时器未能触发：{timer.name}",
+                    data={"timer": timer.spec_name, "due_at": timer.due_at.isoformat()})
     return len(fired)
+
+
+def _rows_of(model, case_id: int) -> list:
+    """Every projection row of one case (a case has a few dozen at most): one query per step."""
+    return list(db.session.scalars(select(model).where(model.case_id == case_id).order_by(model.id)))
 
 
 # ---------------------------------------------------------------------------------------------
 # Projections
 
 def _record(case, actor, kind, message, task_id=None, data=None, at=None):
-    db.session.add(CaseEvent(
-        case_id=case.id, actor_id=actor.id if actor else None, kind=kind, message=message,
-        task_id=task_id, data=data, at=at or clock.now(),
-    ))
+    insert_later(CaseEvent.__table__, {
+        "case_id": case.id, "actor_id": actor.id if actor else None, "kind": kind, "message": message,
+        "task_id": task_id, "data": data, "at": at or clock.now(),
+    })
 
 
 def _task_unit(case: DisputeCase, lane: str | None) -> OrgUnit:
@@ -412,15 +404,15 @@ def _task_unit(case: DisputeCase, lane: str | None) -> OrgUnit:
     return org.unit_for_level(case.org_unit, role.level)
 
 
-def _save_and_project(case, instance, actor, completed_task_id=None, fired_timer_ids=frozenset()):
+def _save_and_project(case, instance, actor, completed_task_id=None, fired_timer_ids=frozenset(), timer_rows=None):
     # One flush at commit instead of one before every projection query.
     with db.session.no_autoflush:
-        _save_and_project_unflushed(case, instance, actor, completed_task_id, fired_timer_ids)
+        _save_and_project_unflushed(case, instance, actor, completed_task_id, fired_timer_ids, timer_rows)
 
 
-def _save_and_project_unflushed(case, instance, actor, completed_task_id, fired_timer_ids):
+def _save_and_project_unflushed(case, instance, actor, completed_task_id, fired_timer_ids, timer_rows):
     now = clock.now()
-    state = db.session.get(WorkflowState, case.id)
+    state = case.workflow_state
     state.state = instance.dump()
     state.serializer_version = engine.SERIALIZER_VERSION
 
@@ -448,8 +440,10 @@ def _save_and_project_unflushed(case, instance, actor, completed_task_id, fired_
         case.status = CaseStatus.open if case.current_tier else CaseStatus.intake
         case.closed_at = None
 
-    fired_limit, fired_reminders = _project_timers(case, snapshot.timers, fired_timer_ids, now)
-    new_tasks = _project_tasks(case, snapshot.ready, actor, completed_task_id, fired_limit, now)
+    if timer_rows is None:
+        timer_rows = _rows_of(Timer, case.id)
+    fired_limit, fired_reminders = _project_timers(case, snapshot.timers, fired_timer_ids, now, timer_rows)
+    new_tasks, ready_before = _project_tasks(case, snapshot.ready, actor, completed_task_id, fired_limit, now)
 
     if case.current_tier != before_tier and case.current_tier:
         tier_zh = TIERS.get(case.current_tier, (case.current_tier,))[0]
@@ -467,37 +461,51 @@ def _save_and_project_unflushed(case, instance, actor, completed_task_id, fired_
                 data={"tier": case.current_tier, "reopen_count": case.reopen_count})
     if case.status == CaseStatus.closed and case.closed_at == now:
         _record(case, actor, "closed", f"结案：{case.outcome or ''}", data={"outcome": case.outcome})
-    _notify(case, before_tier, new_tasks, fired_reminders)
+    _notify(case, before_tier, new_tasks, ready_before, fired_reminders)
     case.lock_version += 1
     case.updated_at = now
 
 
-def _notify(case, before_tier, new_tasks, fired_reminders):
-    """Tell the people concerned: new work (assignment or escalation) and reminders (催办)."""
+def _notify(case, before_tier, new_tasks, ready_before, fired_reminders):
+    """Tell the people concerned: new work (assignment or escalation) and reminders (催办).
+
+    A reminder goes to whoever held or could take the tasks that were open when it fell due.
+    """
     escalated = before_tier is not None and case.current_tier != before_tier
+    looked_up: dict[tuple, list] = {}  # a step asks for the same people more than once
+
+    def candidates(task):
+        key = ("lane", task.lane, task.org_path)
+        if key not in looked_up:
+            looked_up[key] = org.task_candidates(task.lane, task.org_path)
+        return looked_up[key]
+
+    def supervisors(org_path):
+        key = ("supervisors", org_path)
+        if key not in looked_up:
+            looked_up[key] = org.supervisors_over(org_path)
+        return looked_up[key]
+
     for task in new_tasks:
-        candidates = org.task_candidates(task.lane, task.org_path)
         if escalated:
             tier_zh = TIERS.get(case.current_tier, (case.current_tier,))[0]
-            notifications.notify(candidates + org.supervisors_over(task.org_path), "escalation",
+            notifications.notify(candidates(task) + supervisors(task.org_path), "escalation",
                                   f"{case.number} 已上交{tier_zh}：请办理「{task.title}」", case.id)
         else:
-            notifications.notify(candidates, "assignment", f"{case.number} 新待办「{task.title}」", case.id)
+            notifications.notify(candidates(task), "assignment", f"{case.number} 新待办「{task.title}」", case.id)
     for timer in fired_reminders:
         holders = []
-        for task in db.session.scalars(select(HumanTask).where(
-                HumanTask.case_id == case.id, HumanTask.status == TaskStatus.ready)):
-            holders += [task.assignee] if task.assignee_id else org.task_candidates(task.lane, task.org_path)
-        notifications.notify(holders + org.supervisors_over(case.org_path), "reminder",
+        for task in ready_before:
+            holders += [task.assignee] if task.assignee_id else candidates(task)
+        notifications.notify(holders + supervisors(case.org_path), "reminder",
                              f"催办：{case.number}「{case.title}」{timer.name}，办理时限 "
                              f"{case.due_at.isoformat() if case.due_at else ''}", case.id)
 
 
-def _project_timers(case, engine_timers, fired_ids, now) -> tuple[bool, list[Timer]]:
+def _project_timers(case, engine_timers, fired_ids, now, all_rows) -> tuple[bool, list[Timer]]:
     """Sync timer rows with the engine; return (a time limit fired, the reminders that fired)."""
     pending = {t.task_id: t for t in engine_timers}
-    rows = {r.task_id: r for r in db.session.scalars(
-        select(Timer).where(Timer.case_id == case.id, Timer.status == "pending"))}
+    rows = {r.task_id: r for r in all_rows if r.status == "pending"}
     fired_limit, reminders = False, []
     for task_id, row in rows.items():
         if task_id in pending:
@@ -514,8 +522,7 @@ def _project_timers(case, engine_timers, fired_ids, now) -> tuple[bool, list[Tim
                 _record(case, None, "reminder", f"催办：{row.name}", data={"timer": row.spec_name, "due_at": row.due_at.isoformat()})
         else:
             row.status = "cancelled"
-    others = {} if not set(pending) - set(rows) else {r.task_id: r for r in db.session.scalars(
-        select(Timer).where(Timer.case_id == case.id, Timer.status != "pending"))}
+    others = {r.task_id: r for r in all_rows if r.task_id not in rows}
     for task_id, timer in pending.items():
         if task_id in others:  # only when rebuilding projections someone damaged (flask doctor)
             others[task_id].status, others[task_id].due_at = "pending", timer.due_at
@@ -531,9 +538,10 @@ def _project_timers(case, engine_timers, fired_ids, now) -> tuple[bool, list[Tim
 
 
 def _project_tasks(case, ready_tasks, actor, completed_task_id, fired_limit, now):
+    """Sync human_task rows with the engine; return (the rows created, the rows ready before)."""
     ready = {t.task_id: t for t in ready_tasks}
-    rows = {r.task_id: r for r in db.session.scalars(
-        select(HumanTask).where(HumanTask.case_id == case.id, HumanTask.status == TaskStatus.ready))}
+    all_rows = _rows_of(HumanTask, case.id)
+    rows = {r.task_id: r for r in all_rows if r.status == TaskStatus.ready}
     for task_id, row in rows.items():
         if task_id in ready:
             row.due_at = case.due_at
@@ -547,8 +555,7 @@ def _project_tasks(case, ready_tasks, actor, completed_task_id, fired_limit, now
             _record(case, None, "task_cancelled", f"「{row.title}」已撤销（{'办理时限届满' if fired_limit else '流程已推进'}）",
                     task_id=task_id)
     created = []
-    others = {} if not set(ready) - set(rows) else {r.task_id: r for r in db.session.scalars(
-        select(HumanTask).where(HumanTask.case_id == case.id, HumanTask.status != TaskStatus.ready))}
+    others = {r.task_id: r for r in all_rows if r.task_id not in rows}
     for task_id, info in ready.items():
         if task_id in rows:
             continue
@@ -566,7 +573,7 @@ def _project_tasks(case, ready_tasks, actor, completed_task_id, fired_limit, now
         role = ROLES.get(info.lane or "")
         _record(case, None, "task_ready", f"待办「{info.title}」→ {unit.name} {role.zh if role else info.lane}",
                 task_id=task_id, data={"lane": info.lane, "org_unit": unit.code})
-    return created
+    return created, list(rows.values())
 
 
 def form_prefill(task: HumanTask) -> dict:
