@@ -346,6 +346,10 @@ def scheduler_run_command(sweep, once, now_text):
     from app.scheduling.scheduler import TimerScheduler
 
     timer_scheduler = TimerScheduler(current_app._get_current_object(), sweep_seconds=sweep, blocking=True)
+    if not once:
+        from app.cases.services import warm_up_script_workers
+
+        warm_up_script_workers()
     if once:
         when = datetime.fromisoformat(now_text.replace("Z", "+00:00")) if now_text else None
         with clock.at(when):
@@ -372,6 +376,9 @@ def serve_command(host, port):
     if "SESSION_COOKIE_SECURE" not in os.environ:
         # This server speaks plain HTTP: a Secure cookie would never come back and login would loop.
         app.config["SESSION_COOKIE_SECURE"] = app.config["REMEMBER_COOKIE_SECURE"] = False
+    from app.cases.services import warm_up_script_workers
+
+    warm_up_script_workers()
     timer_scheduler = TimerScheduler(app)
     timer_scheduler.start()
     click.echo(f"serving on http://{host}:{port} with the timer scheduler embedded")

@@ -27,6 +27,14 @@ class Config:
     DEFAULT_PROCESS_KEY = os.environ.get("DEFAULT_PROCESS_KEY", "dispute_lifecycle")
     #: CPU budget, in seconds, for one piece of diagram code (script, condition, timer).
     SCRIPT_TIME_BUDGET = float(os.environ.get("SCRIPT_TIME_BUDGET", "1.0"))
+    #: "process": diagram code runs in worker processes with a hard kill (half a second past the
+    #: budget) and a memory cap, except expressions proven cheap. "inline": everything runs in the
+    #: web/scheduler process, restricted but killable only by the budget check: development only.
+    SCRIPT_ISOLATION = os.environ.get("SCRIPT_ISOLATION", "process")
+    #: Worker processes per app process (each evaluates one piece of code at a time).
+    SCRIPT_WORKERS = int(os.environ.get("SCRIPT_WORKERS", "2"))
+    #: Memory cap of one worker (its data segment, RLIMIT_DATA) in MiB; a warm worker uses ~65.
+    SCRIPT_MEMORY_LIMIT_MB = int(os.environ.get("SCRIPT_MEMORY_LIMIT_MB", "256"))
 
     BABEL_DEFAULT_LOCALE = "zh_CN"
     BABEL_DEFAULT_TIMEZONE = TIMEZONE

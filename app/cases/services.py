@@ -47,6 +47,8 @@ CASE_FIELDS_FROM_DATA = (
 
 #: Domain helpers diagram code may call, e.g. timers: ``duration_of(time_limits["village"])``.
 DIAGRAM_HELPERS = {"duration_of": calendar.duration_of}
+# duration_of reads the installed holiday calendar: sandbox workers get the same one.
+engine.share_with_workers("calendar", calendar.current, calendar.install)
 
 
 class ProcessFailure(DomainError):
@@ -89,13 +91,28 @@ def _check_codes(new: NewCase) -> None:
 
 
 @lru_cache(maxsize=4)
-def _engine_with_budget(time_budget: float):
-    return engine.create_script_engine(helpers=DIAGRAM_HELPERS, time_budget=time_budget)
+def _engine_with_budget(time_budget: float, isolation: str, workers: int, memory_limit_mb: int):
+    return engine.create_script_engine(helpers=DIAGRAM_HELPERS, time_budget=time_budget, isolation=isolation,
+                                       workers=workers, memory_limit_mb=memory_limit_mb)
 
 
 def _script_engine():
     scheduling.working_calendar()  # re-read the holiday calendar when it has gone stale
-    return _engine_with_budget(current_app.config["SCRIPT_TIME_BUDGET"])
+    config = current_app.config
+    return _engine_with_budget(config["SCRIPT_TIME_BUDGET"], config["SCRIPT_ISOLATION"],
+                               config["SCRIPT_WORKERS"], config["SCRIPT_MEMORY_LIMIT_MB"])
+
+
+def warm_up_script_workers() -> int:
+    """Start this process's diagram-code workers now, so the first case does not wait for them.
+
+    Servers call it at boot (gunicorn.conf.py, ``flask scheduler run``, ``flask serve``);
+    returns how many workers run (0 with SCRIPT_ISOLATION=inline).
+    """
+    config = current_app.config
+    return engine.start_script_workers(_engine_with_budget(
+        config["SCRIPT_TIME_BUDGET"], config["SCRIPT_ISOLATION"], config["SCRIPT_WORKERS"],
+        config["SCRIPT_MEMORY_LIMIT_MB"]))
 
 
 def _version_for_new_case(unit: OrgUnit | None = None) -> ProcessVersion:

@@ -6,6 +6,7 @@ from functools import lru_cache
 from app.engine.errors import DiagramError, EngineError, ScriptFailure, TaskNotFound, TaskNotReady
 from app.engine.migration import MigrationPlan, MigrationRefused, compare_versions, migrate, plan_migration
 from app.engine.runtime import SERIALIZER_VERSION, Instance, PendingTimer, ReadyTask
+from app.engine.sandbox import share_with_workers
 from app.engine.scripting import ScriptRejected, check_expression, check_script, create_script_engine
 from app.engine.specs import ParsedProcess, UserTaskInfo, parse_bundle, spec_cache
 from app.engine.validation import (
@@ -28,7 +29,17 @@ __all__ = [
     "DiagramError", "EngineError", "ScriptFailure", "TaskNotFound", "TaskNotReady",
     "SERIALIZER_VERSION", "Instance", "PendingTimer", "ReadyTask",
     "ParsedProcess", "UserTaskInfo", "parse_bundle", "spec_cache", "script_engine",
-    "ScriptRejected", "check_expression", "check_script", "create_script_engine",
+    "ScriptRejected", "check_expression", "check_script", "create_script_engine", "share_with_workers",
     "Problem", "errors_only", "form_problem", "referenced_forms", "user_task_forms", "validate_bundle",
     "MigrationPlan", "MigrationRefused", "compare_versions", "migrate", "plan_migration",
+    "start_script_workers",
 ]
+
+
+def start_script_workers(script_engine) -> int:
+    """Start the worker processes behind ``script_engine`` now; the number running (0 if inline)."""
+    pool = getattr(script_engine.environment, "pool", None)
+    if pool is None:
+        return 0
+    pool.start()
+    return pool.size

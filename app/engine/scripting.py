@@ -18,11 +18,13 @@ a diagram author the whole server. This module replaces SpiffWorkflow's script
 * inserts a deadline check at the top of every loop body, function body, lambda and
   comprehension, raising :class:`ScriptTimeout` once the evaluation's time budget is spent.
 
-Limits of this in-process sandbox, left to a later step: a loop that runs entirely in C
-(one huge ``sorted`` or ``str.replace`` call) is not interrupted by the deadline check,
-and memory can still be exhausted by combining permitted operations (appending a
-million-item list in a loop, ``str()`` of a list holding one large string many times).
-Only a worker process with a hard kill and a memory rlimit stops those.
+Limits of this in-process layer: a loop that runs entirely in C (one huge ``sorted`` or
+``str.replace`` call) is not interrupted by the deadline check, and memory can still be
+exhausted by combining permitted operations (appending a million-item list in a loop,
+``str()`` of a list holding one large string many times). Treat it as a guard against
+accidents: :mod:`app.engine.sandbox` runs the same restricted code in worker processes with
+a hard kill and a memory cap, the boundary against a malicious diagram
+(:func:`create_script_engine` does that by default).
 
 Compiled code is cached by (source, mode): the same conditions are evaluated over and
 over, compiling costs tens to hundreds of µs, and running a cached condition about 2 µs.
@@ -71,6 +73,7 @@ __all__ = [
     "compile_restricted_code",
     "create_script_engine",
     "iso_days",
+    "make_environment",
     "now_utc",
     "set_clock",
 ]
@@ -919,10 +922,40 @@ class RestrictedEnvironment(BasePythonScriptEngineEnvironment):
                 del context[key]
 
 
-def create_script_engine(helpers: dict[str, Any] | None = None, time_budget: float = DEFAULT_TIME_BUDGET) -> PythonScriptEngine:
+#: "process" runs diagram code in worker processes (see app.engine.sandbox) unless an expression
+#: is provably cheap; "inline" runs everything in this process, for development only.
+ISOLATION_MODES = ("process", "inline")
+DEFAULT_ISOLATION = "process"
+
+
+def make_environment(helpers: dict[str, Any] | None = None, time_budget: float = DEFAULT_TIME_BUDGET,
+                     isolation: str | None = None, workers: int | None = None,
+                     memory_limit_mb: int | None = None, kill_grace: float | None = None) -> RestrictedEnvironment:
+    """Return the script environment for ``isolation`` ("process", the default, or "inline").
+
+    ``workers`` and ``memory_limit_mb`` choose the shared worker pool; ``kill_grace`` is how
+    long past ``time_budget`` a worker may run before it is killed.
+    """
+    isolation = isolation or DEFAULT_ISOLATION
+    if isolation not in ISOLATION_MODES:
+        raise ValueError(f"isolation must be one of {', '.join(ISOLATION_MODES)}, not {isolation!r}")
+    if isolation == "inline":
+        return RestrictedEnvironment(helpers, time_budget)
+    from app.engine import sandbox
+
+    pool = sandbox.get_pool(workers or sandbox.DEFAULT_WORKERS, memory_limit_mb or sandbox.DEFAULT_MEMORY_LIMIT_MB)
+    grace = sandbox.DEFAULT_KILL_GRACE if kill_grace is None else kill_grace
+    return sandbox.IsolatedEnvironment(helpers, time_budget, pool=pool, kill_grace=grace)
+
+
+def create_script_engine(helpers: dict[str, Any] | None = None, time_budget: float = DEFAULT_TIME_BUDGET,
+                         isolation: str | None = None, workers: int | None = None,
+                         memory_limit_mb: int | None = None, kill_grace: float | None = None) -> PythonScriptEngine:
     """Return a SpiffWorkflow script engine that runs diagram code restricted.
 
     ``helpers`` adds functions or classes to (or replaces) DEFAULT_HELPERS; ``time_budget``
-    is the limit in seconds for each single evaluation or script.
+    is the limit in seconds for each single evaluation or script. ``isolation`` and the
+    rest: see :func:`make_environment`.
     """
-    return PythonScriptEngine(environment=RestrictedEnvironment(helpers, time_budget))
+    return PythonScriptEngine(environment=make_environment(
+        helpers, time_budget, isolation, workers, memory_limit_mb, kill_grace))

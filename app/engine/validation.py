@@ -42,7 +42,15 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from app.engine.errors import DiagramError
-from app.engine.scripting import RestrictedEnvironment, ScriptRejected, check_expression, check_script
+from app.engine.scripting import (
+    RestrictedEnvironment,
+    ScriptLimitExceeded,
+    ScriptRejected,
+    ScriptTimeout,
+    check_expression,
+    check_script,
+    make_environment,
+)
 from app.engine.specs import parse_xml
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -172,8 +180,9 @@ def validate_bundle(
         _check_code(name, tree, problems)
     for name, tree in dmn_trees.items():
         _check_dmn(name, tree, problems)
-    environment = RestrictedEnvironment(dict(helpers or {}), time_budget=_SAMPLE_TIME_BUDGET)
-    data = _sample_data(process_id, trees, dmn_trees, forms, environment, dict(sample_data or {}))
+    # Uploaded diagrams are the first place a malicious script runs: use the worker processes.
+    environment = make_environment(dict(helpers or {}), time_budget=_SAMPLE_TIME_BUDGET)
+    data = _sample_data(process_id, trees, dmn_trees, forms, environment, dict(sample_data or {}), problems)
     for name, tree in trees.items():
         _check_timers(name, tree, environment, data, problems)
     return _unique(problems)
@@ -576,7 +585,7 @@ def _sample_value(prop: Mapping):
 
 
 def _sample_data(process_id: str, trees: dict, dmn_trees: dict, forms: Mapping[str, str],
-                 environment: RestrictedEnvironment, start: dict) -> dict:
+                 environment: RestrictedEnvironment, start: dict, problems: list[Problem]) -> dict:
     data = dict(start)
     for text in forms.values():
         try:
@@ -601,7 +610,7 @@ def _sample_data(process_id: str, trees: dict, dmn_trees: dict, forms: Mapping[s
                         pass
     # Scripts of the process being deployed first, then the rest, each in document order.
     ordered = sorted(trees.items(), key=lambda item: item[1].find(f".//bpmn:process[@id='{process_id}']", NS) is None)
-    for _, tree in ordered:
+    for name, tree in ordered:
         for task in tree.iterfind(".//bpmn:scriptTask", NS):
             script = task.find("bpmn:script", NS)
             if script is None or not (script.text or "").strip():
@@ -609,6 +618,12 @@ def _sample_data(process_id: str, trees: dict, dmn_trees: dict, forms: Mapping[s
             context = copy.deepcopy(data)
             try:
                 environment.execute(script.text, context)
+            except (ScriptTimeout, ScriptLimitExceeded) as exc:
+                # Sample values may miss a branch, but code that exhausts its budget on them
+                # would stall every case that reaches it.
+                problems.append(Problem(_owner_id(task), name,
+                                        f"script of {_describe(task)} exceeds its limits on sample data: {exc}"))
+                continue
             except Exception:  # noqa: BLE001 - a script failing on sample data is not a diagram error
                 continue
             data.update(context)

@@ -33,14 +33,16 @@ WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 SHORT_BUDGET = 0.2
 
 
-@pytest.fixture
-def env():
-    return RestrictedEnvironment()
+# Every behaviour holds in both isolation modes: in this process, and in the worker processes
+# of app.engine.sandbox (where the same restricted code runs behind a hard kill and a memory cap).
+@pytest.fixture(params=["inline", "process"])
+def env(request):
+    return scripting.make_environment(isolation=request.param)
 
 
-@pytest.fixture
-def fast_env():
-    return RestrictedEnvironment(time_budget=SHORT_BUDGET)
+@pytest.fixture(params=["inline", "process"])
+def fast_env(request):
+    return scripting.make_environment(time_budget=SHORT_BUDGET, isolation=request.param)
 
 
 @pytest.fixture
@@ -275,12 +277,19 @@ print("logged", total)
     }
 
 
-def test_in_place_list_addition_keeps_identity(env):
+def test_in_place_list_addition_keeps_identity():
+    # Only in process: a worker's result comes back as a copy (the value is checked in both modes).
     shared = [1]
     context = {"d": {"items": shared}}
-    env.execute("d['items'] += [2]", context)
+    RestrictedEnvironment().execute("d['items'] += [2]", context)
     assert context["d"]["items"] is shared
     assert shared == [1, 2]
+
+
+def test_in_place_list_addition(env):
+    context = {"d": {"items": [1]}}
+    env.execute("d['items'] += [2]", context)
+    assert context == {"d": {"items": [1, 2]}}
 
 
 def test_print_output_does_not_become_task_data(env):
