@@ -96,23 +96,25 @@ def _engine_with_budget(time_budget: float, isolation: str, workers: int, memory
                                        workers=workers, memory_limit_mb=memory_limit_mb)
 
 
-def _script_engine():
-    scheduling.working_calendar()  # re-read the holiday calendar when it has gone stale
+def _configured_engine():
     config = current_app.config
     return _engine_with_budget(config["SCRIPT_TIME_BUDGET"], config["SCRIPT_ISOLATION"],
                                config["SCRIPT_WORKERS"], config["SCRIPT_MEMORY_LIMIT_MB"])
+
+
+def _script_engine():
+    scheduling.working_calendar()  # re-read the holiday calendar when it has gone stale
+    return _configured_engine()
 
 
 def warm_up_script_workers() -> int:
     """Start this process's diagram-code workers now, so the first case does not wait for them.
 
     Servers call it at boot (gunicorn.conf.py, ``flask scheduler run``, ``flask serve``);
-    returns how many workers run (0 with SCRIPT_ISOLATION=inline).
+    returns how many workers run (0 with SCRIPT_ISOLATION=inline). Reads no table: a server
+    may boot before the database is migrated.
     """
-    config = current_app.config
-    return engine.start_script_workers(_engine_with_budget(
-        config["SCRIPT_TIME_BUDGET"], config["SCRIPT_ISOLATION"], config["SCRIPT_WORKERS"],
-        config["SCRIPT_MEMORY_LIMIT_MB"]))
+    return engine.start_script_workers(_configured_engine())
 
 
 def _version_for_new_case(unit: OrgUnit | None = None) -> ProcessVersion:

@@ -267,6 +267,12 @@ def runs_inline(source: str, mode: str, helper_names: frozenset[str] = frozenset
 
 # --- what may come back from a worker ----------------------------------------------------------
 
+def _zoneinfo_unpickle(owner: Any, name: Any) -> Any:
+    if owner is zoneinfo.ZoneInfo and name == "_unpickle":
+        return zoneinfo.ZoneInfo._unpickle
+    raise pickle.UnpicklingError("a sandbox reply may only look up ZoneInfo._unpickle")
+
+
 #: Classes a worker's reply may name: plain data only, never anything callable with effects.
 _REPLY_CLASSES: dict[tuple[str, str], Any] = {
     ("datetime", "datetime"): _dt.datetime,
@@ -277,7 +283,7 @@ _REPLY_CLASSES: dict[tuple[str, str], Any] = {
     # A ZoneInfo pickles as getattr(ZoneInfo, "_unpickle")(key, ...): only that getattr is served.
     ("zoneinfo", "ZoneInfo"): zoneinfo.ZoneInfo,
     ("zoneinfo", "ZoneInfo._unpickle"): zoneinfo.ZoneInfo._unpickle,
-    ("builtins", "getattr"): lambda owner, name: _zoneinfo_unpickle(owner, name),
+    ("builtins", "getattr"): _zoneinfo_unpickle,
     ("decimal", "Decimal"): decimal.Decimal,
     ("uuid", "UUID"): uuid.UUID,
     ("uuid", "SafeUUID"): uuid.SafeUUID,
@@ -286,12 +292,6 @@ _REPLY_CLASSES: dict[tuple[str, str], Any] = {
 }
 _SCALARS = (str, bytes, int, float, complex, bool, type(None), _dt.date, _dt.time, _dt.timedelta,
             _dt.tzinfo, decimal.Decimal, uuid.UUID, range)
-
-
-def _zoneinfo_unpickle(owner: Any, name: Any) -> Any:
-    if owner is zoneinfo.ZoneInfo and name == "_unpickle":
-        return zoneinfo.ZoneInfo._unpickle
-    raise pickle.UnpicklingError("a sandbox reply may only look up ZoneInfo._unpickle")
 
 
 class _ReplyUnpickler(pickle.Unpickler):
@@ -337,10 +337,12 @@ def _check_expanded_size(value: Any, limit: int = MAX_RESULT_SIZE) -> None:
             )
 
 
+_OWN_ERRORS = {cls.__name__: cls for cls in (ScriptTimeout, ScriptLimitExceeded, ScriptRejected)}
+
+
 def _exception_class(name: str) -> type[Exception] | None:
-    if name in ("ScriptTimeout", "ScriptLimitExceeded", "ScriptRejected"):
-        return {"ScriptTimeout": ScriptTimeout, "ScriptLimitExceeded": ScriptLimitExceeded,
-                "ScriptRejected": ScriptRejected}[name]
+    if name in _OWN_ERRORS:
+        return _OWN_ERRORS[name]
     candidate = getattr(builtins, name, None)
     if isinstance(candidate, type) and issubclass(candidate, Exception):
         return candidate
