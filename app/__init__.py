@@ -31,10 +31,12 @@ def create_app(config: type | None = None, **overrides) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
     babel.init_app(app, locale_selector=_select_locale)
-    rest_api.init_app(app)
-
     from app import models  # noqa: F401  (register every table with the metadata)
     from app.api import register_api
+    from app.api.errors import ApiErrorSchema
+
+    rest_api.ERROR_SCHEMA = ApiErrorSchema  # documents what domain errors add to the body
+    rest_api.init_app(app)
     from app.web import register_web
 
     register_api(app, rest_api)

@@ -60,12 +60,14 @@ def run_backend(backend: str, scales: list[int], args) -> dict:
 
 def write_scenarios(app, database, templates, units, args) -> dict:
     completions = args.completions or (60 if args.quick else 400)
-    tasks = scenarios.work_set(app, templates, units, completions * 2 + (41 if args.profile else 0))
-    task_ids = [t for t, _ in tasks]
+    warm = 4 * args.workers
+    tasks = scenarios.work_set(app, templates, units, completions * 2 + warm + (41 if args.profile else 0))
+    task_ids = [t for t, _ in tasks[warm:]]
     out = {}
     print("HTTP completion vs bare SpiffWorkflow (same run):", flush=True)
     server = scenarios.Gunicorn(database.url, workers=args.workers)
     try:
+        scenarios.warm_workers(server, [t for t, _ in tasks[:warm]])
         out["http_1_client"] = scenarios.http_completion(server, task_ids[:completions], 1)
         out["bare_spiffworkflow"] = scenarios.bare_ceiling(app, completions)
         out["http_4_clients"] = scenarios.http_completion(server, task_ids[completions:2 * completions], 4)

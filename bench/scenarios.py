@@ -296,6 +296,22 @@ def work_set(app, templates, units, count: int) -> list[tuple[int, str]]:
     return [(r[0], r[1]) for r in rows]
 
 
+def warm_workers(server: Gunicorn, tasks: list[int], clients: int = 4) -> None:
+    """Complete a few tasks concurrently so every gunicorn worker has its spec cache, its database
+    connections and its script workers before the clock starts (the bare side is warm too)."""
+    from tests.factories import form_data
+
+    token = server.token(MEDIATOR)
+    body = {"data": form_data("village_mediate")}
+    threads = [threading.Thread(target=lambda chunk: [server.request("POST", f"/api/v1/tasks/{t}/complete", body, token)
+                                                      for t in chunk], args=(tasks[i::clients],))
+               for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def http_completion(server: Gunicorn, tasks: list[int], clients: int) -> dict:
     from tests.factories import form_data
 

@@ -2,7 +2,8 @@
 from flask import g, jsonify, request
 from flask_login import current_user
 
-from app.errors import DomainError, InvalidInput
+from app.api.errors import error_body
+from app.errors import DomainError
 from app.extensions import csrf
 
 
@@ -30,10 +31,7 @@ def register_api(app, api):
     def _domain_error(exc: DomainError):
         if not request.path.startswith("/api/"):
             raise exc
-        body = {"code": exc.status, "status": type(exc).__name__, "message": exc.message}
-        if isinstance(exc, InvalidInput):
-            body["errors"] = exc.errors
-        body.update({k: v for k, v in exc.details.items() if v is not None})
+        body = error_body(exc)
         headers = {"Retry-After": str(exc.details["retry_after"])} if "retry_after" in exc.details else {}
         return jsonify(body), exc.status, headers
 

@@ -57,16 +57,16 @@ class EventExport(MethodView):
         rows = queries.case_events(case)
         zone = ZoneInfo(current_app.config["TIMEZONE"])
 
-        def generate():
-            out = io.StringIO()
-            writer = csv.writer(out)
-            writer.writerow(["case_number", "event_id", "time_utc", "time_local", "actor", "kind", "message", "data"])
-            for event in rows:
-                writer.writerow([spreadsheet_safe(cell) for cell in (
-                    case.number, event.id, event.at.isoformat(), event.at.astimezone(zone).isoformat(),
-                    event.actor.username if event.actor else "system", event.kind, event.message,
-                    json.dumps(event.data, ensure_ascii=False) if event.data else "")])
-            yield "\ufeff" + out.getvalue()  # BOM: spreadsheet programs then read the Chinese right
-
-        return Response(generate(), mimetype="text/csv", headers={
+        # One case's log is small: write it whole while the session is open (a generator would
+        # run after the request's session is gone and could not load the actors).
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["case_number", "event_id", "time_utc", "time_local", "actor", "kind", "message", "data"])
+        for event in rows:
+            writer.writerow([spreadsheet_safe(cell) for cell in (
+                case.number, event.id, event.at.isoformat(), event.at.astimezone(zone).isoformat(),
+                event.actor.username if event.actor else "system", event.kind, event.message,
+                json.dumps(event.data, ensure_ascii=False) if event.data else "")])
+        # BOM: spreadsheet programs then read the Chinese right
+        return Response("\ufeff" + out.getvalue(), mimetype="text/csv", headers={
             "Content-Disposition": f'attachment; filename="{case.number}-events.csv"'})

@@ -144,7 +144,7 @@ def test_time_limit_escalates_and_a_late_submit_gets_409(as_user, fake_clock):
 
     late = mediator.post(f"/tasks/{village_task['id']}/complete", json={"data": form_data("village_mediate")})
     assert late.status_code == 409
-    assert late.json["code"] == "escalated_by_time_limit" and "time limit" in late.json["message"]
+    assert late.json["reason"] == "escalated_by_time_limit" and "time limit" in late.json["message"]
     assert detail(clerk, case["id"])["current_tier"] == "town", "the late submit changed nothing"
 
 
@@ -199,7 +199,7 @@ def test_completing_twice_answers_409(as_user):
     case = open_case(clerk)
     task = complete(clerk, case["id"], "intake_register")
     again = clerk.post(f"/tasks/{task['id']}/complete", json={"data": form_data("intake_register")})
-    assert again.status_code == 409 and again.json["code"] == "already_completed"
+    assert again.status_code == 409 and again.json["reason"] == "already_completed"
 
 
 def test_claim_release_and_claimed_by_someone_else(as_user):
@@ -215,7 +215,7 @@ def test_claim_release_and_claimed_by_someone_else(as_user):
     assert grid2.get("/tasks", query_string={"scope": "claimable"}).json["total"] == 0
     assert grid1.get("/tasks", query_string={"scope": "mine"}).json["total"] == 1
     taken = grid2.post(f"/tasks/{task['id']}/complete", json={"data": form_data("follow_up_visit")})
-    assert taken.status_code == 409 and taken.json["code"] == "claimed_by_other"
+    assert taken.status_code == 409 and taken.json["reason"] == "claimed_by_other"
     assert grid2.post(f"/tasks/{task['id']}/release").status_code == 403
     assert grid1.post(f"/tasks/{task['id']}/release").json["assignee"] is None
     complete(grid2, case["id"], "follow_up_visit")

@@ -68,7 +68,7 @@ def test_suspend_stops_work_and_time_then_resume_shifts_the_limits(as_user, vill
     assert supervisor.post(f"/disputes/{case_id}/suspend", json={"reason": "等待司法鉴定"}).json["status"] == "suspended"
     task = task_for(mediator, case_id, "village_mediate")
     refused = mediator.post(f"/tasks/{task['id']}/complete", json={"data": form_data("village_mediate")})
-    assert refused.status_code == 409 and refused.json["code"] == "suspended"
+    assert refused.status_code == 409 and refused.json["reason"] == "suspended"
 
     fake_clock.advance(days=20)  # past both village timers: nothing fires while suspended
     assert fire_due_timers() == 0
@@ -89,7 +89,7 @@ def test_withdrawn_case_closes_and_cancels_everything(as_user, village_case, fak
     fake_clock.advance(days=40)
     assert fire_due_timers() == 0
     again = supervisor.post(f"/disputes/{case_id}/withdraw", json={"reason": "x"})
-    assert again.status_code == 409 and again.json["code"] == "closed"
+    assert again.status_code == 409 and again.json["reason"] == "closed"
 
 
 def test_reassign_only_to_a_holder_of_the_role(as_user, village_case):
