@@ -2,19 +2,29 @@
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, current_app, flash, redirect, request
+from flask import Blueprint, current_app, flash, redirect, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from app.cases import queries
-from app.errors import DomainError
+from app.errors import DomainError, Forbidden, NotFound
 from app.extensions import db
 from app.org import services as org
 from app.org.models import RoleGrant, User
 from app.supervision import services
 
 bp = Blueprint("interventions", __name__, url_prefix="/supervisor/cases/<int:case_id>/interventions")
+
+
+@bp.errorhandler(NotFound)
+def _not_found(exc):
+    return render_template("errors/404.html"), 404
+
+
+@bp.errorhandler(Forbidden)
+def _forbidden(exc):
+    return render_template("errors/403.html"), 403
 
 
 def _back(case_id):
@@ -33,6 +43,8 @@ def _local_datetime(field: str) -> datetime:
 def _run(case_id, action, done_message):
     try:
         action()
+    except (Forbidden, NotFound):
+        raise  # not theirs to act on: a 403/404 page, not a flash on a page they cannot open
     except DomainError as exc:
         errors = getattr(exc, "errors", None)
         detail = "；".join(f"{k}: {', '.join(v)}" for k, v in errors.items()) if errors else ""
