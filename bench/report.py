@@ -1,7 +1,7 @@
 """Markdown tables from bench/results/run-*.json (for docs/benchmarks.md).
 
-    .venv/bin/python bench/report.py                 # run-sqlite-full.json + run-postgresql-full.json
-    .venv/bin/python bench/report.py --tag quick
+    .venv/bin/python bench/report.py                 # run-sqlite.json + run-postgresql.json
+    .venv/bin/python bench/report.py --tag quick     # run-*-quick.json
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ BACKENDS = (("sqlite", "SQLite"), ("postgresql", "PostgreSQL"))
 def load(tag: str) -> dict:
     found = {}
     for backend, _ in BACKENDS:
-        path = RESULTS / f"run-{backend}-{tag}.json"
+        path = RESULTS / (f"run-{backend}-{tag}.json" if tag else f"run-{backend}.json")
         if path.exists():
             found[backend] = json.loads(path.read_text())
     return found
@@ -101,7 +101,7 @@ def footprint_table(reports) -> list[str]:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tag", default="full")
+    parser.add_argument("--tag", default="", help="the run's file name suffix (quick, or run.py's --tag)")
     args = parser.parse_args()
     reports = load(args.tag)
     for part in (write_table(reports), [""], query_table(reports), footprint_table(reports)):

@@ -135,6 +135,24 @@ class _InlineCheck(ast.NodeVisitor):
     def visit_Expression(self, node: ast.Expression) -> None:
         self.visit(node.body)
 
+    def visit_Module(self, node: ast.Module) -> None:
+        # A script qualifies when it is only ``name = <inline expression>`` statements, none of
+        # which reads a name an earlier one assigned: else ``x = x + x`` repeated would double
+        # its data at every line; this way each value is bounded as a lone expression's is.
+        assigned: set[str] = set()
+        for statement in node.body:
+            if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1
+                    and isinstance(statement.targets[0], ast.Name)):
+                raise _NotInline("statement")
+            target = statement.targets[0].id
+            if target.startswith("_"):
+                raise _NotInline("name")
+            if {n.id for n in ast.walk(statement.value) if isinstance(n, ast.Name)} & assigned:
+                raise _NotInline("reads an earlier statement's result")
+            self.nodes += 1
+            self.visit(statement.value)
+            assigned.add(target)
+
     def visit_Constant(self, node: ast.Constant) -> None:
         pass
 
@@ -225,10 +243,10 @@ class _NotInline(Exception):
 
 @functools.lru_cache(maxsize=4096)
 def _classify(source: str, mode: str, helper_names: frozenset[str]) -> bool:
-    if mode != "eval":
+    if mode not in ("eval", "exec"):
         return False
     try:
-        tree = ast.parse(source.strip(), "<string>", "eval")
+        tree = ast.parse(source.strip() if mode == "eval" else source, "<string>", mode)
         _InlineCheck(INLINE_BUILTINS | helper_names).visit(tree)
     except (_NotInline, SyntaxError, ValueError, RecursionError, MemoryError):
         return False
@@ -238,7 +256,8 @@ def _classify(source: str, mode: str, helper_names: frozenset[str]) -> bool:
 def runs_inline(source: str, mode: str, helper_names: frozenset[str] = frozenset()) -> bool:
     """Whether diagram code may run in this process rather than in a worker.
 
-    Only expressions qualify, and only those built from a strict whitelist: constants, names,
+    Expressions qualify, and scripts made only of ``name = <expression>`` lines none of which
+    reads what an earlier line assigned; every expression built from a strict whitelist: constants, names,
     subscripts and slices, comparisons, ``and``/``or``/``not``, conditional expressions, tuple,
     list, set and dict displays, the operators ``+ - / // | & ^ >>``, calls to the helpers
     (``helper_names``) and to :data:`INLINE_BUILTINS`, and calls of the read-only methods in
@@ -903,6 +922,12 @@ class IsolatedEnvironment(RestrictedEnvironment):
 
     def execute(self, script: str, context: dict, external_context: dict | None = None) -> bool:
         compile_restricted_code(script, "exec")
+        if self.runs_inline(script, "exec"):
+            super().execute(script, context, external_context)
+            for value in context.values():
+                if not isinstance(value, _SCALARS):
+                    _check_expanded_size(value)
+            return True
         external_context = dict(external_context or {})
         self._check_for_overwrite(context, external_context)
         try:

@@ -194,6 +194,38 @@ def test_code_that_could_be_expensive_goes_to_a_worker(source):
     assert not runs_inline(source, "eval", frozenset({"duration_of"}))
 
 
-def test_scripts_always_go_to_a_worker():
-    assert not runs_inline("x = 1", "exec")
-    assert runs_inline("x == 1", "eval")
+def shipped_scripts():
+    found = []
+    for path in sorted(WORKFLOWS.rglob("*.bpmn")):
+        for element in etree.parse(str(path)).iter():
+            if isinstance(element.tag, str) and etree.QName(element).localname == "script" and element.text:
+                found.append(element.text)
+    return found
+
+
+def test_every_shipped_script_but_the_case_start_stays_in_process():
+    scripts = shipped_scripts()
+    assert len(scripts) >= 8
+    isolated = [s for s in scripts if not runs_inline(s, "exec", frozenset({"duration_of"}))]
+    # The start script calls time_limits.update(...), a method with effects: a worker runs it,
+    # once per case; the escalations and closings, on every completion and timer, stay here.
+    assert len(isolated) == 1 and "time_limits.update(" in isolated[0]
+
+
+@pytest.mark.parametrize("source", [
+    "x = x + x\ny = x + x",             # reads an earlier line: could double per line
+    "x += 1", "x, y = 1, 2", "x = y = 1", "x.a = 1", "x[0] = 1", "del x",
+    "for i in x:\n    y = i", "import os", "def f():\n    pass", "_x = 1", "x = 1\nprint(x)",
+    "x = 10 ** 9", "x = [i for i in y]",
+])
+def test_scripts_beyond_plain_assignments_go_to_a_worker(source):
+    assert not runs_inline(source, "exec", frozenset({"duration_of"}))
+
+
+def test_an_inline_script_changes_the_data_as_a_worker_does():
+    script = 'reason = "time_limit"\ntier = {"village": "town", "town": "county"}[tier]\ncount = count + 1'
+    assert runs_inline(script, "exec")
+    inline, isolated = {"tier": "village", "count": 1}, {"tier": "village", "count": 1}
+    IsolatedEnvironment().execute(script, inline)
+    IsolatedEnvironment().execute(script + "\nfor _ in []:\n    pass", isolated)  # the loop sends it to a worker
+    assert inline == isolated == {"reason": "time_limit", "tier": "town", "count": 2}
