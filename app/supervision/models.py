@@ -102,6 +102,29 @@ class CaseDayRollup(db.Model):
     late: Mapped[int] = mapped_column(default=0)
 
 
+class CaseMonthRollup(db.Model):
+    """case_day_rollup summed per calendar month (``month`` is its first day): a year-long
+    dashboard sums ~12 rows per (unit, category, channel) instead of ~365."""
+
+    __tablename__ = "case_month_rollup"
+
+    month = mapped_column(Date, primary_key=True)
+    org_path: Mapped[str] = mapped_column(String(255), primary_key=True)
+    category: Mapped[str] = mapped_column(String(40), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(40), primary_key=True)
+    opened: Mapped[int] = mapped_column(default=0)
+    closed: Mapped[int] = mapped_column(default=0)
+    decided: Mapped[int] = mapped_column(default=0)
+    resolved: Mapped[int] = mapped_column(default=0)
+    litigated: Mapped[int] = mapped_column(default=0)
+    at_village: Mapped[int] = mapped_column(default=0)
+    at_town: Mapped[int] = mapped_column(default=0)
+    at_county: Mapped[int] = mapped_column(default=0)
+    rated: Mapped[int] = mapped_column(default=0)
+    satisfied: Mapped[int] = mapped_column(default=0)
+    late: Mapped[int] = mapped_column(default=0)
+
+
 class CaseDayUnitRollup(db.Model):
     """case_day_rollup summed over category and channel: cases opened / closed per (day, org path),
     all a trend needs (a year of a county is a few thousand rows instead of hundreds of thousands)."""

@@ -6,6 +6,9 @@ Tables with one row per local day and dimensions (app/supervision/models.py):
   cases closed that day, every closure count the dashboard shows (decided, resolved, litigated,
   at or below each tier, rated, satisfied, late). Every filter of the dashboard, the reports and
   the trend (unit subtree, child unit, category, channel, day/week/month) is a sum of these rows.
+* ``case_month_rollup``: ``case_day_rollup`` summed per calendar month, recomputed with its
+  days; a period's whole months are read from it and only the days around them from the daily
+  rows (a year-long county dashboard: ~12k rows instead of ~310k at 1M cases).
 * ``case_day_unit_rollup`` per (day, org path): the same summed over category and channel, for
   trends (a year of a county: thousands of rows, not hundreds of thousands).
 * ``task_day_rollup`` per (process version, day, case org path, task spec): user tasks completed
@@ -30,6 +33,7 @@ from datetime import date, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import (
+    Date,
     Float,
     and_,
     cast,
@@ -40,6 +44,7 @@ from sqlalchemy import (
     insert,
     literal,
     literal_column,
+    or_,
     select,
     union_all,
 )
@@ -50,7 +55,14 @@ from app.cases.catalog import TIER_ORDER
 from app.cases.models import CaseEvent, CaseStatus, DisputeCase, HumanTask, TaskStatus
 from app.extensions import db
 from app.supervision import queries
-from app.supervision.models import DURATION_BUCKETS, CaseDayRollup, CaseDayUnitRollup, RollupState, TaskDayRollup
+from app.supervision.models import (
+    DURATION_BUCKETS,
+    CaseDayRollup,
+    CaseDayUnitRollup,
+    CaseMonthRollup,
+    RollupState,
+    TaskDayRollup,
+)
 
 STATE = "supervision"
 #: A transaction that set updated_at / wrote an event just before a refresh may commit just after
@@ -206,13 +218,48 @@ def _day_range(column, first: date | None, last: date):
     return conditions
 
 
+def _month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def _months(first: date, last: date) -> list[date]:
+    """First days of the calendar months that lie wholly within first..last."""
+    month = first if first.day == 1 else _next_month(first)
+    months = []
+    while _next_month(month) - timedelta(days=1) <= last:
+        months.append(month)
+        month = _next_month(month)
+    return months
+
+
 def case_totals(path: str, first: date, last: date):
-    """(category, channel, org_path, *CASE_COUNTS) summed over the days first..last in ``path``'s subtree."""
+    """(category, channel, org_path, *CASE_COUNTS) summed over the days first..last in ``path``'s
+    subtree: whole months from case_month_rollup, the days around them from case_day_rollup."""
     keys = (CaseDayRollup.category, CaseDayRollup.channel, CaseDayRollup.org_path)
-    stmt = select(*keys, *[func.sum(getattr(CaseDayRollup, name)) for name in CASE_COUNTS]).where(
-        *_day_range(CaseDayRollup.day, first, last), CaseDayRollup.org_path.startswith(path, autoescape=True),
-    ).group_by(*keys)
-    return db.session.execute(stmt).all()
+    in_subtree = CaseDayRollup.org_path.startswith(path, autoescape=True)
+    months = _months(first, last)
+    if not months:
+        stmt = select(*keys, *[func.sum(getattr(CaseDayRollup, name)) for name in CASE_COUNTS]).where(
+            *_day_range(CaseDayRollup.day, first, last), in_subtree).group_by(*keys)
+        return db.session.execute(stmt).all()
+    edges = or_(CaseDayRollup.day < months[0], CaseDayRollup.day >= _next_month(months[-1]))
+    days = select(*keys, *[func.sum(getattr(CaseDayRollup, name)) for name in CASE_COUNTS]).where(
+        *_day_range(CaseDayRollup.day, first, last), edges, in_subtree).group_by(*keys)
+    month_keys = (CaseMonthRollup.category, CaseMonthRollup.channel, CaseMonthRollup.org_path)
+    whole = select(*month_keys, *[func.sum(getattr(CaseMonthRollup, name)) for name in CASE_COUNTS]).where(
+        CaseMonthRollup.month >= months[0], CaseMonthRollup.month <= months[-1],
+        CaseMonthRollup.org_path.startswith(path, autoescape=True)).group_by(*month_keys)
+    totals: dict[tuple, list[int]] = {}
+    for stmt in (whole, days):
+        for category, channel, org_path, *values in db.session.execute(stmt):
+            into = totals.setdefault((category, channel, org_path), [0] * len(CASE_COUNTS))
+            for index, value in enumerate(values):
+                into[index] += int(value or 0)
+    return [(*key, *values) for key, values in totals.items()]
 
 
 def case_days(path: str, first: date, last: date) -> list[tuple[date, int, int]]:
@@ -251,6 +298,18 @@ def _recompute(first: date, last: date) -> None:
         .group_by(CaseDayRollup.day, CaseDayRollup.org_path)))
     db.session.execute(insert(TaskDayRollup).from_select(
         ["process_version_id", "day", "org_path", "spec_name", "passed", *HISTOGRAM], _task_rows(start, end)))
+    # The months those days fall in, summed again from their (now current) days.
+    month = _month_start(first)
+    while month <= last:
+        following = _next_month(month)
+        db.session.execute(delete(CaseMonthRollup).where(CaseMonthRollup.month == month))
+        db.session.execute(insert(CaseMonthRollup).from_select(
+            ["month", "org_path", "category", "channel", *CASE_COUNTS],
+            select(literal(month, Date), CaseDayRollup.org_path, CaseDayRollup.category, CaseDayRollup.channel,
+                   *[func.sum(getattr(CaseDayRollup, name)) for name in CASE_COUNTS])
+            .where(CaseDayRollup.day >= month, CaseDayRollup.day < following)
+            .group_by(CaseDayRollup.org_path, CaseDayRollup.category, CaseDayRollup.channel)))
+        month = following
 
 
 def _lock_state() -> RollupState:
@@ -278,7 +337,7 @@ def rebuild_all(now: datetime | None = None) -> date:
     state = _lock_state()
     first_open = db.session.scalar(select(func.min(DisputeCase.opened_at)))
     first = queries.local_today(first_open) if first_open is not None else through
-    for table in (CaseDayRollup, CaseDayUnitRollup, TaskDayRollup):
+    for table in (CaseDayRollup, CaseDayUnitRollup, CaseMonthRollup, TaskDayRollup):
         db.session.execute(delete(table))
     if first <= through:
         _recompute(min(first, through), through)

@@ -13,7 +13,7 @@ from app.cases.models import CaseEvent, DisputeCase
 from app.extensions import db
 from app.scheduling.scheduler import TimerScheduler
 from app.supervision import queries, reports, rollups
-from app.supervision.models import CaseDayRollup, TaskDayRollup
+from app.supervision.models import CaseDayRollup, CaseMonthRollup, TaskDayRollup
 from tests.integration.test_supervision_stats import NOW, as_dict, build_population
 from tests.supervision_data import insert_case, insert_task, local, unit, version
 
@@ -108,6 +108,15 @@ def test_rollups_give_the_live_figures_after_a_refresh(population):
     db.session.commit()
     skewed = queries.dashboard(unit("QX"), queries.default_period(NOW), NOW)
     assert rows >= 1 and skewed.figures.closed == live["QX", "dashboard"]["figures"]["closed"] + 1000 * rows
+    # A year takes its whole months from the month rows (and a skewed day no longer counts there).
+    year = queries.Period(date(2025, 11, 3), date(2026, 11, 2))
+    months = db.session.scalar(select(func.count()).where(CaseMonthRollup.month == date(2026, 9, 1)))
+    db.session.execute(update(CaseMonthRollup).where(CaseMonthRollup.month == date(2026, 9, 1))
+                       .values(closed=CaseMonthRollup.closed + 1000))
+    db.session.commit()
+    skewed_year = queries.dashboard(unit("QX"), year, NOW, queries.GRANULARITIES[0])
+    assert months >= 1 and skewed_year.figures.closed == (
+        live["QX", "year", queries.GRANULARITIES[0]]["figures"]["closed"] + 1000 * months)
     rollups.rebuild_all(NOW)
     assert every_view(pv, live=False) == live
 
