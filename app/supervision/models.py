@@ -102,15 +102,37 @@ class CaseDayRollup(db.Model):
     late: Mapped[int] = mapped_column(default=0)
 
 
-class CaseMonthRollup(db.Model):
-    """case_day_rollup summed per calendar month (``month`` is its first day): a year-long
-    dashboard sums ~12 rows per (unit, category, channel) instead of ~365."""
+class CaseMonthCategoryRollup(db.Model):
+    """case_day_rollup summed per calendar month (``month`` is its first day) and (org path,
+    category): a long period's by-category and by-unit breakdowns and its totals. The months are
+    kept per breakdown, not per (category, channel) cell: a county of 600 units fills ~7k
+    (unit, category) cells a month but ~25k (unit, category, channel) ones."""
 
-    __tablename__ = "case_month_rollup"
+    __tablename__ = "case_month_category_rollup"
 
     month = mapped_column(Date, primary_key=True)
     org_path: Mapped[str] = mapped_column(String(255), primary_key=True)
     category: Mapped[str] = mapped_column(String(40), primary_key=True)
+    opened: Mapped[int] = mapped_column(default=0)
+    closed: Mapped[int] = mapped_column(default=0)
+    decided: Mapped[int] = mapped_column(default=0)
+    resolved: Mapped[int] = mapped_column(default=0)
+    litigated: Mapped[int] = mapped_column(default=0)
+    at_village: Mapped[int] = mapped_column(default=0)
+    at_town: Mapped[int] = mapped_column(default=0)
+    at_county: Mapped[int] = mapped_column(default=0)
+    rated: Mapped[int] = mapped_column(default=0)
+    satisfied: Mapped[int] = mapped_column(default=0)
+    late: Mapped[int] = mapped_column(default=0)
+
+
+class CaseMonthChannelRollup(db.Model):
+    """The same per (month, org path, channel): a long period's by-channel breakdown."""
+
+    __tablename__ = "case_month_channel_rollup"
+
+    month = mapped_column(Date, primary_key=True)
+    org_path: Mapped[str] = mapped_column(String(255), primary_key=True)
     channel: Mapped[str] = mapped_column(String(40), primary_key=True)
     opened: Mapped[int] = mapped_column(default=0)
     closed: Mapped[int] = mapped_column(default=0)

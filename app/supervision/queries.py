@@ -580,10 +580,12 @@ def _closed_columns():
 
 @dataclass
 class Counts:
-    """What one pass over a period yields: figures per (category, channel, unit bucket), and cases
-    opened / closed per local day (the trend)."""
+    """What one pass over a period yields: the figures in total and by category, by channel and by
+    unit bucket (each on its own: the breakdowns are margins, never crossed), and cases opened /
+    closed per local day (the trend)."""
 
-    groups: dict[tuple, Figures]
+    total: Figures
+    by: dict[str, dict]  # "category" | "channel" | "unit" → key → Figures
     opened_days: dict[date, int]
     closed_days: dict[date, int]
 
@@ -612,12 +614,13 @@ def _path_bucketer(unit: OrgUnit, children: list[OrgUnit] | None):
 def count_period(unit: OrgUnit, period: Period, now: datetime, children: list[OrgUnit] | None = None,
                  granularity: str = "day", live: bool = False, with_trend: bool = True,
                  with_figures: bool = True) -> Counts:
-    """Figures per (category, channel, child unit of ``children``, else ``unit``) and the trend.
+    """Figures in total and by category, channel and child unit (of ``children``, else ``unit``),
+    and the trend.
 
-    Full past days up to the rollups' last refreshed day come from ``case_day_rollup``
-    (app/supervision/rollups.py); the rest of the period (today, days not refreshed yet) live from
-    the projections, or all of it when ``live``. The split is at a local day boundary, so each
-    case is counted once. Live, it is four GROUP BY queries:
+    Full past days up to the rollups' last refreshed day come from the rollups, summed by each
+    breakdown on its own (app/supervision/rollups.py); the rest of the period (today, days not
+    refreshed yet) live from the projections, or all of it when ``live``. The split is at a local
+    day boundary, so each case is counted once. Live, it is four GROUP BY queries:
 
     1. cases opened, by (category, channel, org path, local day / week / month);
     2. cases closed, by the same keys, with the closure counts as conditional sums;
@@ -633,21 +636,35 @@ def count_period(unit: OrgUnit, period: Period, now: datetime, children: list[Or
         for name, value in AGGREGATE_SETTINGS.items():
             db.session.execute(text(f"SET LOCAL {name} = '{value}'"))
     bucket_of = _path_bucketer(unit, children)
-    tallies: dict[tuple, list[int]] = defaultdict(lambda: [0] * 12)
+    total = [0] * 12
+    tallies: dict[str, dict] = {margin: defaultdict(lambda: [0] * 12) for margin in ("category", "channel", "unit")}
     opened_days: dict[date, int] = defaultdict(int)
     closed_days: dict[date, int] = defaultdict(int)
     scope = DisputeCase.org_path.startswith(unit.path, autoescape=True)
     keys = (DisputeCase.category, DisputeCase.channel, DisputeCase.org_path)
 
+    def add(category, channel, path, position, values):
+        """One live row (a cell of the cross product) counts in the total and in every breakdown."""
+        for tally in (total, tallies["category"][category], tallies["channel"][channel],
+                      tallies["unit"][bucket_of(path)]):
+            for offset, value in enumerate(values):
+                tally[position + offset] += int(value or 0)
+
     remaining: Period | None = period
     through = None if live else rollups.covered_through()
     if through is not None and through >= period.start:
         last = min(through, period.end)
-        for category, channel, path, *values in (rollups.case_totals(unit.path, period.start, last)
-                                                 if with_figures else ()):
-            tally = tallies[(category, channel, bucket_of(path))]
-            for offset, value in enumerate(values):  # CASE_COUNTS: opened, closed .. satisfied, late
-                tally[_OPENED + offset] += int(value or 0)
+        for margin, key, *values in (rollups.case_margins(unit.path, period.start, last) if with_figures else ()):
+            # CASE_COUNTS: opened, closed .. satisfied, late; the category margin also makes the total
+            if margin == "category":
+                targets = (tallies["category"][key], total)
+            elif margin == "channel":
+                targets = (tallies["channel"][key],)
+            else:
+                targets = (tallies["unit"][bucket_of(key)],)
+            for tally in targets:
+                for offset, value in enumerate(values):
+                    tally[_OPENED + offset] += value
         if with_trend:
             for day, opened_count, closed_count in rollups.case_days(unit.path, period.start, last):
                 opened_days[day] += opened_count
@@ -660,7 +677,7 @@ def count_period(unit: OrgUnit, period: Period, now: datetime, children: list[Or
         opened = select(*keys, opened_day, func.count()).where(
             scope, DisputeCase.opened_at >= start, DisputeCase.opened_at < end).group_by(*keys, opened_day)
         for category, channel, path, day, count in db.session.execute(opened):
-            tallies[(category, channel, bucket_of(path))][_OPENED] += count
+            add(category, channel, path, _OPENED, (count,))
             opened_days[_as_date(day)] += count
 
         in_period = (scope, DisputeCase.status == CaseStatus.closed, DisputeCase.closed_at >= start,
@@ -668,38 +685,35 @@ def count_period(unit: OrgUnit, period: Period, now: datetime, children: list[Or
         closed_day = _local_bucket(DisputeCase.closed_at, granularity).label("day")
         closed = select(*keys, closed_day, *_closed_columns()).where(*in_period).group_by(*keys, closed_day)
         for category, channel, path, day, *values in db.session.execute(closed):
-            tally = tallies[(category, channel, bucket_of(path))]
-            for offset, value in enumerate(values):
-                tally[_CLOSED + offset] += int(value or 0)
+            add(category, channel, path, _CLOSED, values)
             closed_days[_as_date(day)] += values[0]
 
         fired = exists().where(CaseEvent.kind == "time_limit", CaseEvent.case_id == DisputeCase.id)
         late = select(*keys, func.count()).where(*in_period, fired).group_by(*keys)
         for category, channel, path, count in db.session.execute(late) if with_figures else ():
-            tallies[(category, channel, bucket_of(path))][_LATE] += count
+            add(category, channel, path, _LATE, (count,))
 
     overdue = select(*keys, func.count()).where(scope, overdue_condition(now)).group_by(*keys)
     for category, channel, path, count in db.session.execute(overdue) if with_figures else ():
-        tallies[(category, channel, bucket_of(path))][_OVERDUE] += count
+        add(category, channel, path, _OVERDUE, (count,))
 
-    groups = {key: Figures(
-        opened=t[_OPENED], closed=t[_CLOSED], decided=t[_DECIDED], resolved=t[_RESOLVED], litigated=t[_LITIGATED],
-        at_or_below={"village": t[_VILLAGE], "town": t[_TOWN], "county": t[_COUNTY]},
-        on_time=t[_CLOSED] - t[_LATE], rated=t[_RATED], satisfied=t[_SATISFIED], overdue=t[_OVERDUE],
-    ) for key, t in tallies.items()}
-    return Counts(groups, dict(opened_days), dict(closed_days))
+    def figures(t):
+        return Figures(
+            opened=t[_OPENED], closed=t[_CLOSED], decided=t[_DECIDED], resolved=t[_RESOLVED],
+            litigated=t[_LITIGATED], at_or_below={"village": t[_VILLAGE], "town": t[_TOWN], "county": t[_COUNTY]},
+            on_time=t[_CLOSED] - t[_LATE], rated=t[_RATED], satisfied=t[_SATISFIED], overdue=t[_OVERDUE])
 
-
-def figures_by(unit: OrgUnit, period: Period, now: datetime, children: list[OrgUnit] | None = None,
-               live: bool = False) -> dict[tuple, Figures]:
-    """Figures grouped by (category, channel, child unit); see count_period()."""
-    return count_period(unit, period, now, children, live=live, with_trend=False).groups
+    return Counts(figures(total), {margin: {key: figures(t) for key, t in rows.items()} for margin, rows in tallies.items()},
+                  dict(opened_days), dict(closed_days))
 
 
-def _breakdown(groups: dict[tuple, Figures], position: int, names: dict | None = None) -> list[Breakdown]:
-    rows: dict = defaultdict(Figures)
-    for key, figures in groups.items():
-        rows[key[position]].add(figures)
+def period_totals(unit: OrgUnit, period: Period, now: datetime, live: bool = False) -> Figures:
+    """Every figure of ``unit``'s subtree over ``period``, without breakdowns; see count_period()."""
+    return count_period(unit, period, now, live=live, with_trend=False).total
+
+
+def _breakdown(by_key: dict, names: dict | None = None) -> list[Breakdown]:
+    rows: dict = defaultdict(Figures, by_key)
     if names is not None:
         for key in names:
             rows.setdefault(key, Figures())
@@ -757,7 +771,7 @@ def _village_of(unit: OrgUnit, units: dict[int, OrgUnit]) -> OrgUnit:
     return unit
 
 
-def hot_spots(unit: OrgUnit, end: date) -> list[HotSpot]:
+def hot_spots(unit: OrgUnit, end: date, live: bool = False) -> list[HotSpot]:
     """Categories rising in a village: the early warning (预警) for high-frequency issues.
 
     Rule: for each village/community (a grid's cases count for its village) and category, take
@@ -765,26 +779,51 @@ def hot_spots(unit: OrgUnit, end: date) -> list[HotSpot]:
     cases opened in the 28 days before those. It is a hot spot when ``count`` ≥ 3 and ``count`` ≥
     2 × the baseline's weekly average (baseline / 4); a category new to the village (baseline 0)
     is a hot spot from 3 cases. Sorted by count, then by how far above the baseline.
+
+    Full past days come from ``case_day_rollup``'s opened counts, the rest live (all when ``live``).
     """
+    from app.supervision import rollups
+    from app.supervision.models import CaseDayRollup
+
     window_start = end - timedelta(days=HOT_WINDOW_DAYS - 1)
     baseline_start = window_start - timedelta(days=HOT_WINDOW_DAYS * HOT_BASELINE_WEEKS)
-    split, finish = local_midnight(window_start), local_midnight(end + timedelta(days=1))
-    stmt = (
-        select(DisputeCase.org_unit_id, DisputeCase.category,
-               _count_if(DisputeCase.opened_at >= split), _count_if(DisputeCase.opened_at < split))
-        .where(DisputeCase.org_path.startswith(unit.path, autoescape=True),
-               DisputeCase.opened_at >= local_midnight(baseline_start), DisputeCase.opened_at < finish)
-        .group_by(DisputeCase.org_unit_id, DisputeCase.category)
-    )
-    rows = db.session.execute(stmt).all()
-    if not rows:
+    counted: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    live_from = baseline_start
+    through = None if live else rollups.covered_through()
+    if through is not None and through >= baseline_start:
+        rolled_last = min(through, end)
+        recent = CaseDayRollup.day >= window_start
+        stmt = (select(CaseDayRollup.org_path, CaseDayRollup.category,
+                       func.sum(when((recent, CaseDayRollup.opened), else_=0)),
+                       func.sum(when((~recent, CaseDayRollup.opened), else_=0)))
+                .where(CaseDayRollup.org_path.startswith(unit.path, autoescape=True),
+                       CaseDayRollup.day >= baseline_start, CaseDayRollup.day <= rolled_last)
+                .group_by(CaseDayRollup.org_path, CaseDayRollup.category))
+        for path, category, in_window, before in db.session.execute(stmt):
+            counted[(path, category)][0] += int(in_window or 0)
+            counted[(path, category)][1] += int(before or 0)
+        live_from = rolled_last + timedelta(days=1)
+    if live_from <= end:
+        split, finish = local_midnight(window_start), local_midnight(end + timedelta(days=1))
+        stmt = (
+            select(DisputeCase.org_path, DisputeCase.category,
+                   _count_if(DisputeCase.opened_at >= split), _count_if(DisputeCase.opened_at < split))
+            .where(DisputeCase.org_path.startswith(unit.path, autoescape=True),
+                   DisputeCase.opened_at >= local_midnight(live_from), DisputeCase.opened_at < finish)
+            .group_by(DisputeCase.org_path, DisputeCase.category)
+        )
+        for path, category, in_window, before in db.session.execute(stmt):
+            counted[(path, category)][0] += int(in_window or 0)
+            counted[(path, category)][1] += int(before or 0)
+    if not counted:
         return []
     units = {u.id: u for u in db.session.scalars(select(OrgUnit))}
+    village_of_path = {u.path: _village_of(u, units).id for u in units.values()}  # once per unit, not per row
     totals: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
-    for unit_id, category, recent, baseline in rows:
-        village = _village_of(units[unit_id], units)
-        totals[(village.id, category)][0] += int(recent or 0)
-        totals[(village.id, category)][1] += int(baseline or 0)
+    for (path, category), (count, baseline) in counted.items():
+        into = totals[(village_of_path[path], category)]
+        into[0] += count
+        into[1] += baseline
     spots = [
         HotSpot(village_id, units[village_id].name, category, count, baseline)
         for (village_id, category), (count, baseline) in totals.items()
@@ -817,21 +856,19 @@ def dashboard(unit: OrgUnit, period: Period, now: datetime, granularity: str = "
     """Every dashboard figure for ``unit``'s subtree and ``period`` (see Figures for definitions)."""
     children = children_of(unit)
     counts = count_period(unit, period, now, children, granularity, live=live)
-    groups = counts.groups
-    totals = Figures()
-    for figures in groups.values():
-        totals.add(figures)
+    totals = counts.total
     unit_names = {child.id: child.name for child in children}
-    unit_rows = _breakdown(groups, 2, unit_names)
+    unit_rows = _breakdown(counts.by["unit"], unit_names)
     for row in unit_rows:
         if row.key == unit.id:
             row.name = unit.name
     return Dashboard(
         unit=unit, period=period, granularity=granularity, figures=totals,
-        by_category=[row for row in _breakdown(groups, 0, dict.fromkeys(CATEGORIES)) if _nonzero(row.figures)],
-        by_channel=[row for row in _breakdown(groups, 1, dict.fromkeys(CHANNELS)) if _nonzero(row.figures)],
+        by_category=[row for row in _breakdown(counts.by["category"], dict.fromkeys(CATEGORIES))
+                     if _nonzero(row.figures)],
+        by_channel=[row for row in _breakdown(counts.by["channel"], dict.fromkeys(CHANNELS)) if _nonzero(row.figures)],
         by_unit=unit_rows, trend=trend_points(period, granularity, counts.opened_days, counts.closed_days),
-        hot_spots=hot_spots(unit, period.end),
+        hot_spots=hot_spots(unit, period.end, live=live),
         flagged=flagged_cases(unit), generated_at=now,
     )
 

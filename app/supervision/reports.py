@@ -67,10 +67,7 @@ def build_report(unit: OrgUnit, kind: str, day: date, now: datetime, live: bool 
     period = report_period(kind, day)
     board = queries.dashboard(unit, period, now, GRANULARITY[kind], live=live)
     before = previous_period(kind, period)
-    previous = Figures()
-    for figures in queries.figures_by(unit, before, now, live=live).values():
-        previous.add(figures)
-    return Report(kind, board, before, previous)
+    return Report(kind, board, before, queries.period_totals(unit, before, now, live=live))
 
 
 # ---------------------------------------------------------------------------------------------

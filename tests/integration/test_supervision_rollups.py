@@ -13,7 +13,7 @@ from app.cases.models import CaseEvent, DisputeCase
 from app.extensions import db
 from app.scheduling.scheduler import TimerScheduler
 from app.supervision import queries, reports, rollups
-from app.supervision.models import CaseDayRollup, CaseMonthRollup, TaskDayRollup
+from app.supervision.models import CaseDayRollup, CaseMonthCategoryRollup, TaskDayRollup
 from tests.integration.test_supervision_stats import NOW, as_dict, build_population
 from tests.supervision_data import insert_case, insert_task, local, unit, version
 
@@ -28,6 +28,7 @@ def board_figures(board):
         "by_channel": [(row.key, as_dict(row.figures)) for row in board.by_channel],
         "by_unit": [(row.key, as_dict(row.figures)) for row in board.by_unit],
         "trend": [(p.bucket, p.start, p.opened, p.closed) for p in board.trend],
+        "hot_spots": [(s.unit_id, s.category, s.count, s.baseline) for s in board.hot_spots],
     }
 
 
@@ -76,17 +77,30 @@ def every_view(pv, live):
     return out
 
 
+def add_hot_spot():
+    """Traffic cases rising in 柳塘村 across the rollup/live split: 2 yesterday (rolled up), 2 today
+    (live), 1 in the baseline weeks."""
+    for code, opened_at in (("QX-FQ-LT", local(2026, 11, 1, 10)), ("QX-FQ-LT", local(2026, 11, 1, 15)),
+                            ("QX-FQ-LT", NOW - timedelta(hours=1)), ("QX-FQ-LT", NOW - timedelta(hours=2)),
+                            ("QX-FQ-LT", local(2026, 10, 12, 9))):
+        insert_case(code, status="open", category="traffic", opened_at=opened_at, due_at=NOW + timedelta(days=9))
+    db.session.commit()
+
+
 @pytest.fixture
 def population(app, fake_clock):
     fake_clock.set(NOW)
     specs = build_population()
     pv = add_tasks()
+    add_hot_spot()
     return specs, pv
 
 
 def test_rollups_give_the_live_figures_after_a_refresh(population):
     _, pv = population
     live = every_view(pv, live=True)
+    assert any(view["hot_spots"] for view in live.values() if isinstance(view, dict) and "hot_spots" in view), \
+        "the population raises hot spots, so the rollup path is compared on them too"
     assert rollups.covered_through() is None
     assert every_view(pv, live=False) == live  # never refreshed: everything is read live
 
@@ -110,9 +124,9 @@ def test_rollups_give_the_live_figures_after_a_refresh(population):
     assert rows >= 1 and skewed.figures.closed == live["QX", "dashboard"]["figures"]["closed"] + 1000 * rows
     # A year takes its whole months from the month rows (and a skewed day no longer counts there).
     year = queries.Period(date(2025, 11, 3), date(2026, 11, 2))
-    months = db.session.scalar(select(func.count()).where(CaseMonthRollup.month == date(2026, 9, 1)))
-    db.session.execute(update(CaseMonthRollup).where(CaseMonthRollup.month == date(2026, 9, 1))
-                       .values(closed=CaseMonthRollup.closed + 1000))
+    months = db.session.scalar(select(func.count()).where(CaseMonthCategoryRollup.month == date(2026, 9, 1)))
+    db.session.execute(update(CaseMonthCategoryRollup).where(CaseMonthCategoryRollup.month == date(2026, 9, 1))
+                       .values(closed=CaseMonthCategoryRollup.closed + 1000))
     db.session.commit()
     skewed_year = queries.dashboard(unit("QX"), year, NOW, queries.GRANULARITIES[0])
     assert months >= 1 and skewed_year.figures.closed == (
