@@ -3,6 +3,8 @@
     flock /tmp/bench.lock .venv/bin/python bench/run.py --quick          # both backends, < 2 minutes
     flock /tmp/bench.lock .venv/bin/python bench/run.py --pg --scale 1000000
     flock /tmp/bench.lock .venv/bin/python bench/run.py --sqlite --scale 10000 100000
+    flock /tmp/bench.lock .venv/bin/python bench/run.py --reuse postgresql+psycopg://.../tiaojie_bench_x \
+        --scale 1000000 --tag 1m     # a database kept by --keep, measured again on the current code
 
 Per backend and per scale: a fresh database gets N generated cases (bench/datagen.py), then the
 inbox / case list / dashboard queries and the footprint are measured. At the first scale only,
@@ -32,15 +34,19 @@ def run_backend(backend: str, scales: list[int], args) -> dict:
     report = {"backend": backend, "scales": {}}
     for index, count in enumerate(scales):
         print(f"\n== {backend}, {count:,} cases ==", flush=True)
-        with BenchDatabase(backend, keep=args.keep) as database:
-            app = prepare_app(database.url)
-            made, templates, units = generate(app, count, open_ages=(0, 8, 20) if args.quick else
-                                              (0, 3, 8, 13, 20, 30))
+        with (ReusedDatabase(args.reuse) if args.reuse else BenchDatabase(backend, keep=args.keep)) as database:
+            app = prepare_app(database.url)  # migrates a reused database to the current schema
+            if args.reuse:
+                made, templates, units = reused_figures(app), None, None
+            else:
+                made, templates, units = generate(app, count, open_ages=(0, 8, 20) if args.quick else
+                                                  (0, 3, 8, 13, 20, 30))
             made["database_bytes"] = database.size_bytes()
             made["database_bytes_per_case"] = round(made["database_bytes"] / count)
-            print(f"  loaded {made['cases']:,} cases ({made['open']:,} open) with {made['events']:,} events, "
-                  f"{made['tasks']:,} tasks, {made['timers']:,} timers in {made['load_seconds']} s "
-                  f"({made['cases_per_second']:,}/s); database {made['database_bytes'] / 2**20:,.0f} MiB", flush=True)
+            if not args.reuse:
+                print(f"  loaded {made['cases']:,} cases ({made['open']:,} open) with {made['events']:,} events, "
+                      f"{made['tasks']:,} tasks, {made['timers']:,} timers in {made['load_seconds']} s "
+                      f"({made['cases_per_second']:,}/s); database {made['database_bytes'] / 2**20:,.0f} MiB", flush=True)
             figures = {"generated": made}
             print("queries:", flush=True)
             figures["queries"] = scenarios.queries(app, runs=args.runs)
@@ -56,6 +62,43 @@ def run_backend(backend: str, scales: list[int], args) -> dict:
                 db.engine.dispose()
         report["scales"][str(count)] = figures
     return report
+
+
+class ReusedDatabase:
+    """A PostgreSQL database kept by an earlier ``--keep`` run: measured again, never dropped."""
+
+    def __init__(self, url: str):
+        self.url, self.dsn = url, url.replace("postgresql+psycopg://", "postgresql://")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def size_bytes(self) -> int:
+        import psycopg
+
+        with psycopg.connect(self.dsn) as conn:
+            return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+
+
+def reused_figures(app) -> dict:
+    """What the kept database holds, then the rollups rebuilt on the current code."""
+    from sqlalchemy import func, select
+
+    from app.cases.models import DisputeCase
+    from app.extensions import db
+    from app.supervision import rollups
+
+    with app.app_context():
+        cases = db.session.scalar(select(func.count()).select_from(DisputeCase))
+        started = time.perf_counter()
+        rollups.rebuild_all()
+        made = {"cases": cases, "reused": True, "rollups": f"rebuilt in {time.perf_counter() - started:.1f} s"}
+        db.session.remove()
+    print(f"  reused {cases:,} cases; {made['rollups']}", flush=True)
+    return made
 
 
 def write_scenarios(app, database, templates, units, args) -> dict:
@@ -130,10 +173,14 @@ def main(argv=None):
     parser.add_argument("--profile", action="store_true", help="cProfile 40 in-process completions")
     parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the inbox (PostgreSQL)")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument("--reuse", metavar="URL", help="measure a PostgreSQL database kept by --keep again "
+                        "(migrated, rollups rebuilt; no write scenarios)")
     parser.add_argument("--tag", default="", help="suffix for the result file names")
     parser.add_argument("--script-isolation", choices=("process", "inline"),
                         help="SCRIPT_ISOLATION for the app and gunicorn (default: the app's default)")
     args = parser.parse_args(argv)
+    if args.reuse:
+        args.pg, args.sqlite, args.no_http = True, False, True
     if args.script_isolation:
         os.environ["SCRIPT_ISOLATION"] = args.script_isolation  # read by app.config on first import
     args.runs = args.runs or (15 if args.quick else 40)
