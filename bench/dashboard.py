@@ -284,7 +284,7 @@ def build_rollups(app, now: datetime) -> dict:
         through = rollups.rebuild_all(now)
         seconds = time.perf_counter() - started
         rows = {table: db.session.execute(db.text(f"SELECT count(*) FROM {table}")).scalar()
-                for table in ("case_day_rollup", "case_day_unit_rollup", "task_day_rollup")}
+                for table in ("case_day_rollup", "case_day_scope_rollup", "case_month_scope_rollup", "task_day_rollup")}
         db.session.remove()
     print(f"  rollups rebuilt through {through} in {seconds:.1f} s: {rows}", flush=True)
     return {"rebuild_all_seconds": round(seconds, 1), "through": through.isoformat(), "rows": rows}

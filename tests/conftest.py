@@ -25,7 +25,8 @@ from app.extensions import db
 START = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 CASE_TABLES = ["login_failure", "notification", "case_event", "human_task", "timer", "workflow_state", "dispute_case", "api_token",
-               "scheduler_lease", "case_day_rollup", "case_day_unit_rollup", "task_day_rollup", "rollup_state"]
+               "scheduler_lease", "case_day_rollup", "case_day_scope_rollup", "case_month_scope_rollup", "org_path_scope",
+               "task_day_rollup", "rollup_state"]
 
 
 class FakeClock:

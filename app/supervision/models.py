@@ -78,16 +78,10 @@ Index("ix_case_flagged_open", DisputeCase.opened_at,
 DURATION_BUCKETS = 82
 
 
-class CaseDayRollup(db.Model):
-    """Cases opened / closed on one local day, per (org path, category, channel): every additive
-    dashboard figure (see queries.Figures) except the overdue snapshot, which is always live."""
+class CaseCounts:
+    """The additive case figures of a rollup row (see queries.Figures): cases opened, and of the
+    cases closed, every closure count the dashboard shows. The overdue snapshot is always live."""
 
-    __tablename__ = "case_day_rollup"
-
-    day = mapped_column(Date, primary_key=True)
-    org_path: Mapped[str] = mapped_column(String(255), primary_key=True)
-    category: Mapped[str] = mapped_column(String(40), primary_key=True)
-    channel: Mapped[str] = mapped_column(String(40), primary_key=True)
     opened: Mapped[int] = mapped_column(default=0)
     closed: Mapped[int] = mapped_column(default=0)
     decided: Mapped[int] = mapped_column(default=0)
@@ -102,61 +96,54 @@ class CaseDayRollup(db.Model):
     late: Mapped[int] = mapped_column(default=0)
 
 
-class CaseMonthCategoryRollup(db.Model):
-    """case_day_rollup summed per calendar month (``month`` is its first day) and (org path,
-    category): a long period's by-category and by-unit breakdowns and its totals. The months are
-    kept per breakdown, not per (category, channel) cell: a county of 600 units fills ~7k
-    (unit, category) cells a month but ~25k (unit, category, channel) ones."""
+class CaseDayRollup(CaseCounts, db.Model):
+    """Cases opened / closed on one local day, per (org path, category, channel): the source of
+    the scope rollups and of the hot spots."""
 
-    __tablename__ = "case_month_category_rollup"
-
-    month = mapped_column(Date, primary_key=True)
-    org_path: Mapped[str] = mapped_column(String(255), primary_key=True)
-    category: Mapped[str] = mapped_column(String(40), primary_key=True)
-    opened: Mapped[int] = mapped_column(default=0)
-    closed: Mapped[int] = mapped_column(default=0)
-    decided: Mapped[int] = mapped_column(default=0)
-    resolved: Mapped[int] = mapped_column(default=0)
-    litigated: Mapped[int] = mapped_column(default=0)
-    at_village: Mapped[int] = mapped_column(default=0)
-    at_town: Mapped[int] = mapped_column(default=0)
-    at_county: Mapped[int] = mapped_column(default=0)
-    rated: Mapped[int] = mapped_column(default=0)
-    satisfied: Mapped[int] = mapped_column(default=0)
-    late: Mapped[int] = mapped_column(default=0)
-
-
-class CaseMonthChannelRollup(db.Model):
-    """The same per (month, org path, channel): a long period's by-channel breakdown."""
-
-    __tablename__ = "case_month_channel_rollup"
-
-    month = mapped_column(Date, primary_key=True)
-    org_path: Mapped[str] = mapped_column(String(255), primary_key=True)
-    channel: Mapped[str] = mapped_column(String(40), primary_key=True)
-    opened: Mapped[int] = mapped_column(default=0)
-    closed: Mapped[int] = mapped_column(default=0)
-    decided: Mapped[int] = mapped_column(default=0)
-    resolved: Mapped[int] = mapped_column(default=0)
-    litigated: Mapped[int] = mapped_column(default=0)
-    at_village: Mapped[int] = mapped_column(default=0)
-    at_town: Mapped[int] = mapped_column(default=0)
-    at_county: Mapped[int] = mapped_column(default=0)
-    rated: Mapped[int] = mapped_column(default=0)
-    satisfied: Mapped[int] = mapped_column(default=0)
-    late: Mapped[int] = mapped_column(default=0)
-
-
-class CaseDayUnitRollup(db.Model):
-    """case_day_rollup summed over category and channel: cases opened / closed per (day, org path),
-    all a trend needs (a year of a county is a few thousand rows instead of hundreds of thousands)."""
-
-    __tablename__ = "case_day_unit_rollup"
+    __tablename__ = "case_day_rollup"
 
     day = mapped_column(Date, primary_key=True)
     org_path: Mapped[str] = mapped_column(String(255), primary_key=True)
-    opened: Mapped[int] = mapped_column(default=0)
-    closed: Mapped[int] = mapped_column(default=0)
+    category: Mapped[str] = mapped_column(String(40), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(40), primary_key=True)
+
+
+class OrgPathScope(db.Model):
+    """For each org path cases hold, every unit path it lies under (itself included) and the child
+    of that unit it lies under (the unit itself when directly at it). Derived from the path string
+    alone ("/1/4/9/" lies under "/1/", "/1/4/" and "/1/4/9/"), so a row never goes stale."""
+
+    __tablename__ = "org_path_scope"
+
+    path: Mapped[str] = mapped_column(String(255), primary_key=True)
+    scope_path: Mapped[str] = mapped_column(String(255), primary_key=True)
+    child_path: Mapped[str] = mapped_column(String(255))
+
+
+class CaseDayScopeRollup(CaseCounts, db.Model):
+    """case_day_rollup filed under every unit above the case (``scope_path``), summed per margin:
+    ``margin`` is "category", "channel" or "unit" and ``key`` the category, the channel or the
+    child unit's path. A dashboard reads one scope's rows: a month of a 600-unit county is ~1,000
+    rows, where its cases' (org path, category, channel) cells are ~46,000."""
+
+    __tablename__ = "case_day_scope_rollup"
+
+    scope_path: Mapped[str] = mapped_column(String(255), primary_key=True)
+    day = mapped_column(Date, primary_key=True)
+    margin: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class CaseMonthScopeRollup(CaseCounts, db.Model):
+    """case_day_scope_rollup summed per calendar month (``month`` is its first day): a long
+    period's whole months."""
+
+    __tablename__ = "case_month_scope_rollup"
+
+    scope_path: Mapped[str] = mapped_column(String(255), primary_key=True)
+    month = mapped_column(Date, primary_key=True)
+    margin: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
 
 
 class TaskDayRollup(db.Model):

@@ -6,13 +6,12 @@ Tables with one row per local day and dimensions (app/supervision/models.py):
   cases closed that day, every closure count the dashboard shows (decided, resolved, litigated,
   at or below each tier, rated, satisfied, late). Every filter of the dashboard, the reports and
   the trend (unit subtree, child unit, category, channel, day/week/month) is a sum of these rows.
-* ``case_month_category_rollup`` / ``case_month_channel_rollup``: ``case_day_rollup`` summed per
-  calendar month and (org path, category) or (org path, channel), recomputed with their days; a
-  period's whole months are read from them and only the days around them from the daily rows.
-  Readers sum each breakdown (category, channel, unit) on its own (``case_margins``), never
-  their cross product.
-* ``case_day_unit_rollup`` per (day, org path): the same summed over category and channel, for
-  trends (a year of a county: thousands of rows, not hundreds of thousands).
+* ``case_day_scope_rollup`` / ``case_month_scope_rollup``: ``case_day_rollup`` filed under every
+  unit above the case (the scope; ``org_path_scope`` is the path expansion) and summed per day or
+  calendar month by each breakdown on its own: by category, by channel, by child unit (the
+  margins, never their cross product). A dashboard, report or trend reads one scope's rows: whole
+  months from the month table, the days around them from the daily one (``case_margins``,
+  ``case_days``).
 * ``task_day_rollup`` per (process version, day, case org path, task spec): user tasks completed
   that day and a histogram of their ready → completed durations. A median cannot be summed, so
   each row keeps fixed log-scale buckets four to a doubling (bucket edges 60 s · 2^(k/4)); the
@@ -61,9 +60,9 @@ from app.supervision import queries
 from app.supervision.models import (
     DURATION_BUCKETS,
     CaseDayRollup,
-    CaseDayUnitRollup,
-    CaseMonthCategoryRollup,
-    CaseMonthChannelRollup,
+    CaseDayScopeRollup,
+    CaseMonthScopeRollup,
+    OrgPathScope,
     RollupState,
     TaskDayRollup,
 )
@@ -240,43 +239,36 @@ def _months(first: date, last: date) -> list[date]:
     return months
 
 
-#: the dashboard's breakdowns: sums by each of these alone, never by their cross product (a county
-#: of 600 units has ~20k (category, channel, unit) cells a month; the margins are ~630 rows)
-MARGINS = ("category", "channel", "org_path")
+#: the breakdowns a scope's rows are summed by (queries.count_period reads each on its own)
+MARGINS = ("category", "channel", "unit")
 
 
 def case_margins(path: str, first: date, last: date) -> list[tuple]:
-    """(margin, key, *CASE_COUNTS) summed over the days first..last in ``path``'s subtree, once per
-    margin (category, channel, org path): whole months from the month rollups, the days around
-    them from case_day_rollup."""
+    """(margin, key, *CASE_COUNTS) of the unit at ``path`` (its whole subtree) over the days
+    first..last: whole months from case_month_scope_rollup, the days around them from
+    case_day_scope_rollup. ``margin`` is one of MARGINS; a "unit" key is a child unit's path (or
+    ``path`` itself for cases directly at the unit)."""
     months = _months(first, last)
-    day_range = _day_range(CaseDayRollup.day, first, last)
-    # (table, margin column, conditions) for each part to sum
+    days = [CaseDayScopeRollup.scope_path == path, *_day_range(CaseDayScopeRollup.day, first, last)]
     parts = []
     if months:
-        day_range.append(or_(CaseDayRollup.day < months[0], CaseDayRollup.day >= _next_month(months[-1])))
-        for table, margins in ((CaseMonthCategoryRollup, ("category", "org_path")), (CaseMonthChannelRollup, ("channel",))):
-            in_months = [table.month >= months[0], table.month <= months[-1]]
-            parts += [(table, margin, in_months) for margin in margins]
-    parts += [(CaseDayRollup, margin, day_range) for margin in MARGINS]
-    stmt = union_all(*[
-        select(literal(margin).label("margin"), getattr(table, margin).label("key"),
-               *[func.sum(getattr(table, name)) for name in CASE_COUNTS])
-        .where(*conditions, table.org_path.startswith(path, autoescape=True)).group_by(getattr(table, margin))
-        for table, margin, conditions in parts])
-    totals: dict[tuple, list[int]] = {}
-    for margin, key, *values in db.session.execute(stmt):
-        into = totals.setdefault((margin, key), [0] * len(CASE_COUNTS))
-        for index, value in enumerate(values):
-            into[index] += int(value or 0)
-    return [(*key, *values) for key, values in totals.items()]
+        days.append(or_(CaseDayScopeRollup.day < months[0], CaseDayScopeRollup.day >= _next_month(months[-1])))
+        parts.append((CaseMonthScopeRollup, [CaseMonthScopeRollup.scope_path == path,
+                                             CaseMonthScopeRollup.month >= months[0],
+                                             CaseMonthScopeRollup.month <= months[-1]]))
+    parts.append((CaseDayScopeRollup, days))
+    rows = union_all(*[select(table.margin, table.key, *[getattr(table, name) for name in CASE_COUNTS])
+                       .where(*conditions) for table, conditions in parts]).subquery()
+    stmt = select(rows.c.margin, rows.c.key, *[func.sum(rows.c[name]) for name in CASE_COUNTS]).group_by(
+        rows.c.margin, rows.c.key)
+    return [(margin, key, *[int(value or 0) for value in values]) for margin, key, *values in db.session.execute(stmt)]
 
 
 def case_days(path: str, first: date, last: date) -> list[tuple[date, int, int]]:
-    """(day, opened, closed) per day first..last in ``path``'s subtree."""
-    table = CaseDayUnitRollup
+    """(day, opened, closed) per day first..last in ``path``'s subtree (its "unit" margin: each case once)."""
+    table = CaseDayScopeRollup
     stmt = select(table.day, func.sum(table.opened), func.sum(table.closed)).where(
-        *_day_range(table.day, first, last), table.org_path.startswith(path, autoescape=True),
+        table.scope_path == path, table.margin == "unit", *_day_range(table.day, first, last),
     ).group_by(table.day)
     return [(queries._as_date(day), int(opened or 0), int(closed or 0)) for day, opened, closed in db.session.execute(stmt)]
 
@@ -293,34 +285,64 @@ def task_histograms(version_id: int, path: str, first: date | None, last: date) 
 # ---------------------------------------------------------------------------------------------
 # Writers
 
+def path_scopes(path: str) -> list[tuple[str, str]]:
+    """(scope path, child path) for every unit path ``path`` lies under, itself included:
+    "/1/4/9/" → ("/1/", "/1/4/"), ("/1/4/", "/1/4/9/"), ("/1/4/9/", "/1/4/9/")."""
+    parts = [part for part in path.strip("/").split("/") if part]
+    prefixes = ["/" + "/".join(parts[: depth + 1]) + "/" for depth in range(len(parts))]
+    return [(scope, prefixes[depth + 1] if depth + 1 < len(prefixes) else scope)
+            for depth, scope in enumerate(prefixes)]
+
+
+def _expand_paths(first: date, last: date) -> None:
+    """Add org_path_scope rows for the org paths of the days first..last not expanded yet."""
+    new = select(CaseDayRollup.org_path).where(CaseDayRollup.day >= first, CaseDayRollup.day <= last).except_(
+        select(OrgPathScope.path)).subquery()
+    rows = [{"path": path, "scope_path": scope, "child_path": child}
+            for (path,) in db.session.execute(select(new.c.org_path)) if path
+            for scope, child in path_scopes(path)]
+    if rows:
+        db.session.execute(insert(OrgPathScope), rows)
+
+
+def _scope_rows(first: date, last: date):
+    """Rows of (scope_path, day, margin, key, *CASE_COUNTS): the days' case_day_rollup rows filed
+    under every unit above them and summed per margin."""
+    keys = {"category": CaseDayRollup.category, "channel": CaseDayRollup.channel, "unit": OrgPathScope.child_path}
+    return union_all(*[
+        select(OrgPathScope.scope_path, CaseDayRollup.day, literal(margin).label("margin"), key.label("key"),
+               *[func.sum(getattr(CaseDayRollup, name)).label(name) for name in CASE_COUNTS])
+        .join(OrgPathScope, OrgPathScope.path == CaseDayRollup.org_path)
+        .where(CaseDayRollup.day >= first, CaseDayRollup.day <= last)
+        .group_by(OrgPathScope.scope_path, CaseDayRollup.day, key)
+        for margin, key in keys.items()])
+
+
 def _recompute(first: date, last: date) -> None:
-    """Replace the rows of the local days first..last with what the projections say now."""
+    """Replace the rows of the local days first..last (and of the months they fall in) with what
+    the projections say now."""
     start, end = queries.local_midnight(first), queries.local_midnight(last + timedelta(days=1))
-    db.session.execute(delete(CaseDayRollup).where(CaseDayRollup.day >= first, CaseDayRollup.day <= last))
-    db.session.execute(delete(CaseDayUnitRollup).where(CaseDayUnitRollup.day >= first, CaseDayUnitRollup.day <= last))
-    db.session.execute(delete(TaskDayRollup).where(TaskDayRollup.day >= first, TaskDayRollup.day <= last))
+    for table in (CaseDayRollup, CaseDayScopeRollup, TaskDayRollup):
+        db.session.execute(delete(table).where(table.day >= first, table.day <= last))
     db.session.execute(insert(CaseDayRollup).from_select(
         ["day", "org_path", "category", "channel", *CASE_COUNTS], _case_rows(start, end)))
-    db.session.execute(insert(CaseDayUnitRollup).from_select(
-        ["day", "org_path", "opened", "closed"],
-        select(CaseDayRollup.day, CaseDayRollup.org_path, func.sum(CaseDayRollup.opened), func.sum(CaseDayRollup.closed))
-        .where(CaseDayRollup.day >= first, CaseDayRollup.day <= last)
-        .group_by(CaseDayRollup.day, CaseDayRollup.org_path)))
+    _expand_paths(first, last)
+    db.session.execute(insert(CaseDayScopeRollup).from_select(
+        ["scope_path", "day", "margin", "key", *CASE_COUNTS], _scope_rows(first, last)))
     db.session.execute(insert(TaskDayRollup).from_select(
         ["process_version_id", "day", "org_path", "spec_name", "passed", *HISTOGRAM], _task_rows(start, end)))
     # The months those days fall in, summed again from their (now current) days.
     month = _month_start(first)
     while month <= last:
         following = _next_month(month)
-        for table, dimension in ((CaseMonthCategoryRollup, "category"), (CaseMonthChannelRollup, "channel")):
-            key = getattr(CaseDayRollup, dimension)
-            db.session.execute(delete(table).where(table.month == month))
-            db.session.execute(insert(table).from_select(
-                ["month", "org_path", dimension, *CASE_COUNTS],
-                select(literal(month, Date), CaseDayRollup.org_path, key,
-                       *[func.sum(getattr(CaseDayRollup, name)) for name in CASE_COUNTS])
-                .where(CaseDayRollup.day >= month, CaseDayRollup.day < following)
-                .group_by(CaseDayRollup.org_path, key)))
+        db.session.execute(delete(CaseMonthScopeRollup).where(CaseMonthScopeRollup.month == month))
+        day = CaseDayScopeRollup
+        db.session.execute(insert(CaseMonthScopeRollup).from_select(
+            ["scope_path", "month", "margin", "key", *CASE_COUNTS],
+            select(day.scope_path, literal(month, Date), day.margin, day.key,
+                   *[func.sum(getattr(day, name)) for name in CASE_COUNTS])
+            .where(day.day >= month, day.day < following)
+            .group_by(day.scope_path, day.margin, day.key)))
         month = following
 
 
@@ -340,6 +362,10 @@ def _set_pg_memory() -> None:
         db.session.execute(func.set_config("work_mem", "64MB", True).select())
 
 
+#: what a rebuild empties (org_path_scope stays: its rows are derived from path strings alone)
+ROLLUP_TABLES = (CaseDayRollup, CaseDayScopeRollup, CaseMonthScopeRollup, TaskDayRollup)
+
+
 def rebuild_all(now: datetime | None = None) -> date:
     """Recompute every past local day (everything before today) from the projections; returns the
     last day covered. Used after bulk loads (bench data generators) and by ``flask rollups rebuild``."""
@@ -349,7 +375,7 @@ def rebuild_all(now: datetime | None = None) -> date:
     state = _lock_state()
     first_open = db.session.scalar(select(func.min(DisputeCase.opened_at)))
     first = queries.local_today(first_open) if first_open is not None else through
-    for table in (CaseDayRollup, CaseDayUnitRollup, CaseMonthCategoryRollup, CaseMonthChannelRollup, TaskDayRollup):
+    for table in ROLLUP_TABLES:
         db.session.execute(delete(table))
     if first <= through:
         _recompute(min(first, through), through)
@@ -358,8 +384,7 @@ def rebuild_all(now: datetime | None = None) -> date:
     if _dialect() == "postgresql":
         # fresh statistics: with none, the planner guessed a month of a county at 6 rows and
         # sorted ~46k of them on disk instead of hashing them (200 ms against 78 ms at 1M cases)
-        tables = (CaseDayRollup, CaseDayUnitRollup, CaseMonthCategoryRollup, CaseMonthChannelRollup, TaskDayRollup)
-        db.session.execute(text("ANALYZE " + ", ".join(table.__tablename__ for table in tables)))
+        db.session.execute(text("ANALYZE " + ", ".join(table.__tablename__ for table in (*ROLLUP_TABLES, OrgPathScope))))
         db.session.commit()
     return through
 

@@ -13,7 +13,7 @@ from app.cases.models import CaseEvent, DisputeCase
 from app.extensions import db
 from app.scheduling.scheduler import TimerScheduler
 from app.supervision import queries, reports, rollups
-from app.supervision.models import CaseDayRollup, CaseMonthCategoryRollup, TaskDayRollup
+from app.supervision.models import CaseDayRollup, CaseDayScopeRollup, CaseMonthScopeRollup, TaskDayRollup
 from tests.integration.test_supervision_stats import NOW, as_dict, build_population
 from tests.supervision_data import insert_case, insert_task, local, unit, version
 
@@ -115,20 +115,26 @@ def test_rollups_give_the_live_figures_after_a_refresh(population):
     assert (town.figures.decided, town.figures.at_or_below, town.figures.litigated) == (
         100, {"village": 70, "town": 90, "county": 98}, 2)
 
-    # And the rollup rows are really what is read: skew one, and the figure moves with it.
-    rows = db.session.scalar(select(func.count()).where(CaseDayRollup.day == date(2026, 10, 20)))
-    db.session.execute(update(CaseDayRollup).where(CaseDayRollup.day == date(2026, 10, 20))
-                       .values(closed=CaseDayRollup.closed + 1000))
+    # And the rollup rows are really what is read: skew the county's category rows of one day, and
+    # the figure moves with them (its channel and unit rows, summed on their own, stay).
+    county = unit("QX")
+    day_rows = (CaseDayScopeRollup.scope_path == county.path, CaseDayScopeRollup.margin == "category",
+                CaseDayScopeRollup.day == date(2026, 10, 20))
+    rows = db.session.scalar(select(func.count()).where(*day_rows))
+    db.session.execute(update(CaseDayScopeRollup).where(*day_rows).values(closed=CaseDayScopeRollup.closed + 1000))
     db.session.commit()
-    skewed = queries.dashboard(unit("QX"), queries.default_period(NOW), NOW)
+    skewed = queries.dashboard(county, queries.default_period(NOW), NOW)
     assert rows >= 1 and skewed.figures.closed == live["QX", "dashboard"]["figures"]["closed"] + 1000 * rows
+    assert [row.figures.closed for row in skewed.by_unit] == [
+        figures["closed"] for _, figures in live["QX", "dashboard"]["by_unit"]]
     # A year takes its whole months from the month rows (and a skewed day no longer counts there).
     year = queries.Period(date(2025, 11, 3), date(2026, 11, 2))
-    months = db.session.scalar(select(func.count()).where(CaseMonthCategoryRollup.month == date(2026, 9, 1)))
-    db.session.execute(update(CaseMonthCategoryRollup).where(CaseMonthCategoryRollup.month == date(2026, 9, 1))
-                       .values(closed=CaseMonthCategoryRollup.closed + 1000))
+    month_rows = (CaseMonthScopeRollup.scope_path == county.path, CaseMonthScopeRollup.margin == "category",
+                  CaseMonthScopeRollup.month == date(2026, 9, 1))
+    months = db.session.scalar(select(func.count()).where(*month_rows))
+    db.session.execute(update(CaseMonthScopeRollup).where(*month_rows).values(closed=CaseMonthScopeRollup.closed + 1000))
     db.session.commit()
-    skewed_year = queries.dashboard(unit("QX"), year, NOW, queries.GRANULARITIES[0])
+    skewed_year = queries.dashboard(county, year, NOW, queries.GRANULARITIES[0])
     assert months >= 1 and skewed_year.figures.closed == (
         live["QX", "year", queries.GRANULARITIES[0]]["figures"]["closed"] + 1000 * months)
     rollups.rebuild_all(NOW)
