@@ -6,6 +6,7 @@ engine step and, in the same transaction, saves the state and rewrites the proje
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -13,7 +14,9 @@ from uuid import uuid4
 
 import jsonschema
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, selectinload
 
 from app import clock, engine
 from app.cases.catalog import CATEGORIES, CHANNELS, ESCALATION_REASONS, RISK_LEVELS, TIERS
@@ -27,7 +30,7 @@ from app.cases.models import (
     TimerKind,
     WorkflowState,
 )
-from app.database import UnitOfWork, insert_later, lock_row
+from app.database import UnitOfWork, insert_later, lock_row, lock_rows
 from app.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from app.extensions import db
 from app.notifications import services as notifications
@@ -38,6 +41,8 @@ from app.processes import services as processes
 from app.processes.models import ProcessVersion
 from app.scheduling import calendar
 from app.scheduling import services as scheduling
+
+log = logging.getLogger(__name__)
 
 # Process variables copied onto the case row after each step (the intake form may correct them).
 CASE_FIELDS_FROM_DATA = (
@@ -84,8 +89,8 @@ def _check_codes(new: NewCase) -> None:
     if new.risk_level not in RISK_LEVELS:
         errors["risk_level"] = [f"unknown risk level; one of {', '.join(RISK_LEVELS)}"]
     for key, value in (new.time_limit_overrides or {}).items():
-        if not isinstance(value, str) or not value.startswith("P"):
-            errors[f"time_limit_overrides.{key}"] = ["an ISO-8601 duration such as P7D"]
+        if not calendar.is_working_days(value) and engine.duration_problem(value):
+            errors[f"time_limit_overrides.{key}"] = ["an ISO-8601 duration such as P7D, or working days such as 10WD"]
     if errors:
         raise InvalidInput("the dispute has invalid fields", errors=errors)
 
@@ -332,65 +337,123 @@ def complete_task(actor: User, task_id: int, data: dict) -> DisputeCase:
 # ---------------------------------------------------------------------------------------------
 # Timers
 
+#: Cases fired per transaction: a burst of due timers (a holiday ends, a scheduler restarts)
+#: pays one claim and one commit per batch instead of per case.
+TIMER_BATCH = 25
+
+
 def fire_due_timers(now: datetime | None = None, limit: int = 10_000) -> int:
     """Fire every timer due by ``now`` (default: the clock), oldest first; return how many fired.
 
-    Each case fires in its own transaction, so one failing case does not hold up the rest, and
-    several schedulers may call this at once (see fire_next_due_timer).
+    ``limit`` bounds the cases handled in one call. Cases are claimed and fired in batches, one
+    transaction each; if a case fails, its batch is rolled back and fired again one case per
+    transaction, so one failing case holds up neither the rest nor the queue (see
+    fire_next_due_timers). Several schedulers may call this at once.
     """
-    fired = 0
+    fired = handled = 0
     with clock.at(now):
-        for _ in range(limit):
-            result = fire_next_due_timer()
+        while handled < limit:
+            result = fire_next_due_timers(min(TIMER_BATCH, limit - handled))
             if result is None:
                 break
-            fired += result
+            cases_handled, count = result
+            handled += cases_handled
+            fired += count
     return fired
 
 
 def fire_next_due_timer() -> int | None:
-    """Claim the case with the oldest due timer that nobody else holds, and fire its timers.
+    """Claim the case with the oldest due timer and fire its timers (one case, one transaction).
 
-    Returns how many fired (0 when another scheduler got there first), or None when nothing is
-    due. Locks go case first, as for users completing tasks: on PostgreSQL the claim is
+    Returns how many fired (0 when another scheduler got there first), or None when nothing is due.
+    """
+    result = fire_next_due_timers(1)
+    return None if result is None else result[1]
+
+
+def fire_next_due_timers(batch: int) -> tuple[int, int] | None:
+    """Claim up to ``batch`` cases with the oldest due timers that nobody else holds, and fire
+    them in one transaction; return (cases claimed, timers fired), or None when nothing is due.
+
+    Locks go case first, as for users completing tasks: on PostgreSQL the claim is
     ``FOR UPDATE OF dispute_case SKIP LOCKED``, so concurrent schedulers take different cases
     and never wait on each other's timer rows. Re-reading the timers under the case lock makes
     a repeat do nothing.
     """
     with UnitOfWork() as uow:
         now = clock.now()
-        claim = (select(DisputeCase.id).join(Timer, Timer.case_id == DisputeCase.id)
-                 .where(Timer.status == "pending", Timer.due_at <= now)
-                 .order_by(Timer.due_at, Timer.id).limit(1))
-        if db.session.get_bind().dialect.name == "postgresql":
-            claim = claim.with_for_update(of=DisputeCase, skip_locked=True)
-        case_id = db.session.scalar(claim)
-        if case_id is None:
+        case_ids = _claim_due_cases(now, batch)
+        if not case_ids:
             return None
-        count = _fire_locked_case(case_id, now)
+        try:
+            count = _fire_claimed_cases(case_ids, now)
+            uow.commit()
+            return len(case_ids), count
+        except Exception:
+            pass  # rolled back on leaving the block
+    # Something in the batch failed and all of it was rolled back: one case per transaction now.
+    return len(case_ids), sum(_fire_case_alone(case_id) for case_id in case_ids)
+
+
+def _claim_due_cases(now: datetime, batch: int) -> list[int]:
+    claim = (select(DisputeCase.id).join(Timer, Timer.case_id == DisputeCase.id)
+             .where(Timer.status == "pending", Timer.due_at <= now)
+             .order_by(Timer.due_at, Timer.id).limit(batch * 2))  # a case often has two due timers
+    if db.session.get_bind().dialect.name == "postgresql":
+        claim = claim.with_for_update(of=DisputeCase, skip_locked=True)
+    return list(dict.fromkeys(db.session.scalars(claim)))[:batch]
+
+
+def _fire_case_alone(case_id: int) -> int:
+    """Fire one claimed case in its own transaction. When the firing fails for a reason the
+    database is not to blame for (diagram code, the case's data), it would fail again at every
+    sweep and hold up the queue behind it: the case's due timers are parked as stuck instead,
+    with the reason on the case's record for a supervisor to act on."""
+    try:
+        return fire_case_timers(case_id)
+    except SQLAlchemyError:
+        raise  # the database's trouble, not the case's: the next sweep tries again
+    except Exception as failure:  # noqa: BLE001 - the engine raises bare Exceptions (bad durations)
+        log.exception("timers of case %s failed to fire; parked", case_id)
+        reason = f"{type(failure).__name__}: {failure}" if not isinstance(failure, DomainError) else str(failure)
+    with UnitOfWork() as uow:
+        now = clock.now()
+        case = lock_row(DisputeCase, case_id)
+        for timer in _rows_of(Timer, case_id):
+            if timer.status == "pending" and timer.due_at <= now:
+                timer.status = "stuck"
+                _record(case, None, "timer_stuck", f"定时器未能触发：{timer.name}",
+                        data={"timer": timer.spec_name, "due_at": timer.due_at.isoformat(), "error": reason})
         uow.commit()
-    return count
+    return 0
 
 
 def fire_case_timers(case_id: int) -> int:
     """Fire one case's due timers under its row lock; a timer already handled does nothing."""
     with UnitOfWork() as uow:
-        count = _fire_locked_case(case_id, clock.now())
+        count = _fire_claimed_cases([case_id], clock.now())
         uow.commit()
     return count
 
 
-def _fire_locked_case(case_id: int, now: datetime) -> int:
-    case = lock_row(DisputeCase, case_id)
-    if case is None:
-        return 0
-    rows = _rows_of(Timer, case_id)
-    due = [row for row in rows if row.status == "pending" and row.due_at <= now]
+def _fire_claimed_cases(case_ids: list[int], now: datetime) -> int:
+    """Lock the cases, read their state, timers and tasks in one query each, fire them.
+
+    No query runs between one case's firing and the next, so the session flushes every case's
+    writes once, at commit, in multi-row statements.
+    """
+    cases = lock_rows(DisputeCase, case_ids, selectinload(DisputeCase.workflow_state))
+    timers, tasks = _rows_by_case(Timer, case_ids), _rows_by_case(HumanTask, case_ids)
+    return sum(_fire_locked_case(case, now, timers.get(case.id, []), tasks.get(case.id, [])) for case in cases)
+
+
+def _fire_locked_case(case: DisputeCase, now: datetime, timer_rows: list[Timer], task_rows: list[HumanTask]) -> int:
+    due = [row for row in timer_rows if row.status == "pending" and row.due_at <= now]
     if not due:
         return 0
     instance = _load(case)
     fired = _run(instance.fire_due_timers)
-    _save_and_project(case, instance, None, fired_timer_ids=set(fired), timer_rows=rows)
+    _save_and_project(case, instance, None, fired_timer_ids=set(fired), timer_rows=timer_rows, task_rows=task_rows)
     for timer in due:
         if timer.status == "pending" and timer.due_at <= now:
             # The engine did not fire what the projection said was due: park it rather than
@@ -399,6 +462,13 @@ def _fire_locked_case(case_id: int, now: datetime) -> int:
             _record(case, None, "timer_stuck", f"定时器未能触发：{timer.name}",
                     data={"timer": timer.spec_name, "due_at": timer.due_at.isoformat()})
     return len(fired)
+
+
+def _rows_by_case(model, case_ids: list[int]) -> dict[int, list]:
+    rows: dict[int, list] = {}
+    for row in db.session.scalars(select(model).where(model.case_id.in_(case_ids)).order_by(model.id)):
+        rows.setdefault(row.case_id, []).append(row)
+    return rows
 
 
 def _rows_of(model, case_id: int) -> list:
@@ -420,16 +490,21 @@ def _task_unit(case: DisputeCase, lane: str | None) -> OrgUnit:
     role = ROLES.get(lane or "")
     if role is None:
         return case.org_unit
-    return org.unit_for_level(case.org_unit, role.level)
+    looked_up = db.session.info.setdefault(_LOOKUPS, {})  # org units do not change within a step
+    key = ("unit", case.org_unit_id, role.level)
+    if key not in looked_up:
+        looked_up[key] = org.unit_for_level(case.org_unit, role.level)
+    return looked_up[key]
 
 
-def _save_and_project(case, instance, actor, completed_task_id=None, fired_timer_ids=frozenset(), timer_rows=None):
+def _save_and_project(case, instance, actor, completed_task_id=None, fired_timer_ids=frozenset(), timer_rows=None,
+                      task_rows=None):
     # One flush at commit instead of one before every projection query.
     with db.session.no_autoflush:
-        _save_and_project_unflushed(case, instance, actor, completed_task_id, fired_timer_ids, timer_rows)
+        _save_and_project_unflushed(case, instance, actor, completed_task_id, fired_timer_ids, timer_rows, task_rows)
 
 
-def _save_and_project_unflushed(case, instance, actor, completed_task_id, fired_timer_ids, timer_rows):
+def _save_and_project_unflushed(case, instance, actor, completed_task_id, fired_timer_ids, timer_rows, task_rows):
     now = clock.now()
     state = case.workflow_state
     state.state = instance.dump()
@@ -462,7 +537,8 @@ def _save_and_project_unflushed(case, instance, actor, completed_task_id, fired_
     if timer_rows is None:
         timer_rows = _rows_of(Timer, case.id)
     fired_limit, fired_reminders = _project_timers(case, snapshot.timers, fired_timer_ids, now, timer_rows)
-    new_tasks, ready_before = _project_tasks(case, snapshot.ready, actor, completed_task_id, fired_limit, now)
+    new_tasks, ready_before = _project_tasks(case, snapshot.ready, actor, completed_task_id, fired_limit, now,
+                                             task_rows)
 
     if case.current_tier != before_tier and case.current_tier:
         tier_zh = TIERS.get(case.current_tier, (case.current_tier,))[0]
@@ -485,13 +561,25 @@ def _save_and_project_unflushed(case, instance, actor, completed_task_id, fired_
     case.updated_at = now
 
 
+#: org look-ups (units, people to notify) kept for the rest of the transaction
+_LOOKUPS = "org_lookups"
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _forget_lookups(session):
+    session.info.pop(_LOOKUPS, None)
+
+
 def _notify(case, before_tier, new_tasks, ready_before, fired_reminders):
     """Tell the people concerned: new work (assignment or escalation) and reminders (催办).
 
     A reminder goes to whoever held or could take the tasks that were open when it fell due.
     """
     escalated = before_tier is not None and case.current_tier != before_tier
-    looked_up: dict[tuple, list] = {}  # a step asks for the same people more than once
+    # A step asks for the same people more than once, and a batch of timer firings for the same
+    # people case after case: look each set up once per transaction.
+    looked_up: dict[tuple, list] = db.session.info.setdefault(_LOOKUPS, {})
 
     def candidates(task):
         key = ("lane", task.lane, task.org_path)
@@ -546,7 +634,7 @@ def _project_timers(case, engine_timers, fired_ids, now, all_rows) -> tuple[bool
         if task_id in others:  # only when rebuilding projections someone damaged (flask doctor)
             others[task_id].status, others[task_id].due_at = "pending", timer.due_at
         elif task_id not in rows:
-            db.session.add(Timer(
+            insert_later(Timer.__table__, dict(  # queued as the new tasks are (see _project_tasks)
                 case_id=case.id, task_id=task_id, spec_name=timer.spec_name, name=timer.name,
                 kind=TimerKind.time_limit if timer.interrupting else TimerKind.reminder,
                 attached_to=timer.attached_to, due_at=timer.due_at, status="pending",
@@ -556,10 +644,11 @@ def _project_timers(case, engine_timers, fired_ids, now, all_rows) -> tuple[bool
     return fired_limit, reminders
 
 
-def _project_tasks(case, ready_tasks, actor, completed_task_id, fired_limit, now):
+def _project_tasks(case, ready_tasks, actor, completed_task_id, fired_limit, now, all_rows=None):
     """Sync human_task rows with the engine; return (the rows created, the rows ready before)."""
     ready = {t.task_id: t for t in ready_tasks}
-    all_rows = _rows_of(HumanTask, case.id)
+    if all_rows is None:
+        all_rows = _rows_of(HumanTask, case.id)
     rows = {r.task_id: r for r in all_rows if r.status == TaskStatus.ready}
     for task_id, row in rows.items():
         if task_id in ready:
@@ -582,13 +671,16 @@ def _project_tasks(case, ready_tasks, actor, completed_task_id, fired_limit, now
             others[task_id].status, others[task_id].completed_at = TaskStatus.ready, None
             continue
         unit = _task_unit(case, info.lane)
-        created.append(HumanTask(
+        row = dict(
             case_id=case.id, task_id=task_id, spec_name=info.spec_name, title=info.title,
             lane=info.lane or "", tier=ROLE_TIER.get(info.lane or "", case.current_tier or "village"),
             org_unit_id=unit.id, org_path=unit.path, form_name=info.form,
             status=TaskStatus.ready, created_at=now, due_at=case.due_at,
-        ))
-        db.session.add(created[-1])
+        )
+        # Queued, not added: SQLite cannot return the ids of a multi-row INSERT in order, so the
+        # ORM would insert one row per statement; nothing in the step needs the new row's id.
+        insert_later(HumanTask.__table__, row)
+        created.append(HumanTask(**row))
         role = ROLES.get(info.lane or "")
         _record(case, None, "task_ready", f"待办「{info.title}」→ {unit.name} {role.zh if role else info.lane}",
                 task_id=task_id, data={"lane": info.lane, "org_unit": unit.code})

@@ -11,6 +11,7 @@ from app.engine.scripting import ScriptRejected, check_expression, check_script,
 from app.engine.specs import ParsedProcess, UserTaskInfo, parse_bundle, spec_cache
 from app.engine.validation import (
     Problem,
+    duration_problem,
     errors_only,
     form_problem,
     referenced_forms,
@@ -30,7 +31,7 @@ __all__ = [
     "SERIALIZER_VERSION", "Instance", "PendingTimer", "ReadyTask",
     "ParsedProcess", "UserTaskInfo", "parse_bundle", "spec_cache", "script_engine",
     "ScriptRejected", "check_expression", "check_script", "create_script_engine", "share_with_workers",
-    "Problem", "errors_only", "form_problem", "referenced_forms", "user_task_forms", "validate_bundle",
+    "Problem", "duration_problem", "errors_only", "form_problem", "referenced_forms", "user_task_forms", "validate_bundle",
     "MigrationPlan", "MigrationRefused", "compare_versions", "migrate", "plan_migration",
     "start_script_workers",
 ]

@@ -19,6 +19,7 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import (
     WorkflowConverter,
 )
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
@@ -379,9 +380,13 @@ class Instance:
         task.internal_data["event_value"] = due_at.isoformat()
 
     def update_data(self, values: dict) -> None:
-        """Set process data on the tasks that carry it forward (the ready and waiting ones)."""
-        for task in self.workflow.get_tasks(state=TaskState.READY | TaskState.WAITING):
+        """Set process data on the tasks that carry it forward: the ready, waiting and started
+        ones, and the split in front of a stage's boundary timers, whose data a timer copies
+        again over its own when it fires (without it an escalation by time limit undid the change)."""
+        for task in self.workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED):
             task.data.update(values)
+            if task.parent is not None and isinstance(task.parent.task_spec, BoundaryEventSplit):
+                task.parent.data.update(values)
 
     def cancel(self, **final_data) -> None:
         """End the workflow now (a case withdrawn by the parties); nothing further runs."""

@@ -662,6 +662,11 @@ def _check_timers(name: str, tree, environment: RestrictedEnvironment, data: dic
             problems.append(Problem(event_id, name, f"timer of {where}: {expression!r} gives {value!r}, {message}"))
 
 
+def duration_problem(value) -> str | None:
+    """What is wrong with ``value`` as a timer duration ("P7D", "PT12H"), or None."""
+    return _timer_value_problem("timeDuration", value)
+
+
 def _timer_value_problem(kind: str, value) -> str | None:
     if not isinstance(value, str):
         return "which is not text; a timer needs an ISO-8601 string such as \"P7D\" (quotes included)"

@@ -86,6 +86,11 @@ def install(calendar: WorkingCalendar) -> None:
         _current = calendar
 
 
+def is_working_days(spec) -> bool:
+    """Whether ``spec`` is a working-days time limit such as "10WD"."""
+    return isinstance(spec, str) and _WORKING_SPEC.match(spec) is not None
+
+
 def duration_of(spec: str) -> str:
     """Diagram helper: a time limit ("P15D", or "10WD" for working days) as an ISO duration.
 

@@ -142,6 +142,24 @@ def test_named_leader_makes_the_county_stage_ask_for_instruction(as_user, villag
     assert task_for(as_user("qx_county_leader"), case_id, "leader_instruction")
 
 
+def test_a_named_leader_survives_escalations_by_time_limit(as_user, village_case, fake_clock):
+    case_id, county_supervisor = village_case["id"], as_user("qx_supervisor")
+    named = county_supervisor.post(f"/disputes/{case_id}/leader",
+                                   json={"leader_id": user("qx_county_leader").id, "reason": "重大案件"})
+    assert named.status_code == 200
+    # nobody acts: the village and then the town time limit escalate the case to the county
+    fake_clock.advance(days=16)
+    fire_due_timers()
+    fake_clock.advance(days=16)
+    fire_due_timers()
+    case = detail(county_supervisor, case_id)
+    assert (case["current_tier"], case["is_major"]) == ("county", True), "the timer did not undo the designation"
+    complete(as_user("qx_county_center"), case_id, "county_accept")
+    complete(as_user("qx_county_justice"), case_id, "consult_justice")
+    complete(as_user("qx_county_petition"), case_id, "consult_petition")
+    assert task_for(as_user("qx_county_leader"), case_id, "leader_instruction")
+
+
 def test_every_intervention_event_names_who_and_when(as_user, village_case, fake_clock):
     case_id, supervisor = village_case["id"], as_user(TOWN_SUPERVISOR)
     supervisor.post(f"/disputes/{case_id}/suspend", json={"reason": "暂缓"})

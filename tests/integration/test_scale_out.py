@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -52,9 +52,17 @@ def _post(url, token, body):
 
 @pytest.mark.postgres
 def test_two_apps_and_two_schedulers_lose_and_duplicate_nothing(pg_app, fake_clock):
-    # Cases opened on the test clock (3 weeks ago): on the real clock their timers are due now.
-    worked = [open_case().id for _ in range(200)]
+    # Idle cases opened on the test clock (3 weeks ago): on the real clock their timers are due now.
     idle = [open_case().id for _ in range(200)]
+    # The worked cases' reminders are due now too, and their 15-day time limits fall due one by one
+    # from 40 s to 10 s from now, the last-opened case first, while the mediators work through
+    # them first-opened first: whatever the machine's speed, the mediators finish some cases before
+    # the time limit and reach others after it, so users and timers race on the same cases.
+    fifteen_days_ago = datetime.now(UTC) - timedelta(days=15)
+    worked = []
+    for n in range(200):
+        fake_clock.set(fifteen_days_ago + timedelta(seconds=40 - n * 0.15))
+        worked.append(open_case().id)
     token = create_api_token(user("qx_fq_ds_village_mediator"), "scale-out")
     tasks = {ready_task(case_id, "village_mediate").id: case_id for case_id in worked}
     db.session.remove()
@@ -117,7 +125,8 @@ def test_two_apps_and_two_schedulers_lose_and_duplicate_nothing(pg_app, fake_clo
                 process.communicate()
 
     assert set(answers) <= {200, 409} and sum(answers.values()) == 200, answers
-    assert answers[200] > 0 and db.session.scalar(select(func.count()).select_from(Timer).where(
+    assert answers[200] > 0 and answers[409] > 0, f"users and timers raced: {answers}"
+    assert db.session.scalar(select(func.count()).select_from(Timer).where(
         Timer.status == "pending", Timer.due_at <= now)) == 0, "every due timer fired"
 
     completions = Counter(db.session.scalars(select(CaseEvent.task_id).where(

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from app.cases import services
 from app.cases.models import CaseEvent, DisputeCase, HumanTask, Timer
-from app.errors import Conflict
+from app.errors import Conflict, InvalidInput
 from app.extensions import db
 from app.notifications import senders
 from app.notifications.models import Notification
@@ -136,6 +136,60 @@ def test_late_submit_after_escalation_is_refused_and_changes_nothing(sqlite_app,
     assert refused.value.details["code"] == "escalated_by_time_limit"
     db.session.rollback()
     assert fresh(case.id).lock_version == before
+
+
+def spoil_town_time_limit(case_id):
+    """Give one case data its diagram's town timer cannot use (as a hand-edited or migrated
+    case might carry): the village time limit fires, the escalation starts the town timer and the
+    engine fails on "Pbogus"."""
+    case = db.session.get(DisputeCase, case_id)
+    instance = services.load_instance(case)
+    limits = dict(instance.snapshot().variables["time_limits"], town="Pbogus")
+    instance.update_data({"time_limits": limits})
+    case.workflow_state.state = instance.dump()
+    db.session.commit()
+
+
+def test_a_case_whose_timers_fail_is_parked_on_record_and_the_rest_fire(sqlite_app, fake_clock, run_once):
+    cases = [open_case().id for _ in range(3)]
+    spoil_town_time_limit(cases[1])
+    lock_version = fresh(cases[1]).lock_version
+    fake_clock.advance(days=16)
+    assert run_once() == 4, "reminder and time limit of the two sound cases, in the batch that failed"
+    assert [fresh(i).current_tier for i in cases] == ["town", "village", "town"]
+    spoiled = fresh(cases[1])
+    assert spoiled.lock_version == lock_version, "nothing of the failed firing was kept"
+    assert set(db.session.scalars(select(Timer.status).where(Timer.case_id == spoiled.id))) == {"stuck"}
+    stuck = events(spoiled.id, "timer_stuck")
+    assert len(stuck) == 2 and all("Invalid duration" in e.data["error"] for e in stuck)
+    assert ready_task(spoiled.id, "village_mediate") is not None, "the case waits for a supervisor"
+    assert run_once() == 0, "a parked timer is not claimed again: the queue moves on"
+
+
+def test_intake_refuses_a_time_limit_no_timer_could_use(sqlite_app, fake_clock):
+    before = db.session.scalar(select(func.count()).select_from(DisputeCase))
+    with pytest.raises(InvalidInput) as refused:
+        open_case(time_limit_overrides={"town": "Pbogus", "village": "P7D"})
+    assert set(refused.value.errors) == {"time_limit_overrides.town"}
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(DisputeCase)) == before
+    working_days = open_case(time_limit_overrides={"village": "3WD"})
+    assert working_days.due_at is not None
+
+
+def test_a_burst_fires_in_batches_each_case_once(sqlite_app, fake_clock, monkeypatch):
+    monkeypatch.setattr(services, "TIMER_BATCH", 2)
+    commits = []
+    monkeypatch.setattr(db.session, "commit", lambda real=db.session.commit: commits.append(1) or real())
+    cases = [open_case().id for _ in range(5)]
+    commits.clear()
+    fake_clock.advance(days=16)
+    assert services.fire_due_timers() == 10
+    assert len(commits) == 3, "five cases in batches of two: three transactions"
+    per_case = db.session.execute(select(CaseEvent.case_id, func.count()).where(
+        CaseEvent.kind.in_(["reminder", "time_limit"]), CaseEvent.case_id.in_(cases)).group_by(CaseEvent.case_id)).all()
+    assert sorted(n for _, n in per_case) == [2] * 5
+    assert services.fire_due_timers() == 0
 
 
 def test_sqlite_lease_lets_one_scheduler_fire_and_the_other_wait(sqlite_app, fake_clock):
