@@ -37,21 +37,13 @@ def lock_row(model, row_id):
     the database write lock (it must be the transaction's first statement, which services ensure
     by locking before they write anything).
     """
-    session = db.session
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(update(model).where(model.id == row_id).values(id=model.id))
-    stmt = (
-        select(model)
-        .where(model.id == row_id)
-        .with_for_update(of=model)
-        .execution_options(populate_existing=True)
-    )
-    return session.execute(stmt).scalar_one_or_none()
+    rows = lock_rows(model, [row_id])
+    return rows[0] if rows else None
 
 
 def lock_rows(model, row_ids, *options) -> list:
     """lock_row for several rows at once, in id order (so two lockers never wait on each other in
-    a cycle); missing ids are left out."""
+    a cycle); missing ids are left out. ``options`` load what the caller needs with the rows."""
     session = db.session
     ids = sorted(set(row_ids))
     if session.get_bind().dialect.name == "sqlite":
@@ -71,7 +63,7 @@ _QUEUED = "queued_inserts"
 
 
 def insert_later(table: Table, row: dict) -> None:
-    """Queue a row for an append-only table (case events, notifications) in this transaction.
+    """Queue a new row (case events, notifications, new tasks and timers) in this transaction.
 
     Queued rows go in as one multi-row INSERT per table just before the session's next flush,
     autoflushing query or commit, so queries see them as they would see added objects. A step writes a handful of

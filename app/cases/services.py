@@ -362,15 +362,6 @@ def fire_due_timers(now: datetime | None = None, limit: int = 10_000) -> int:
     return fired
 
 
-def fire_next_due_timer() -> int | None:
-    """Claim the case with the oldest due timer and fire its timers (one case, one transaction).
-
-    Returns how many fired (0 when another scheduler got there first), or None when nothing is due.
-    """
-    result = fire_next_due_timers(1)
-    return None if result is None else result[1]
-
-
 def fire_next_due_timers(batch: int) -> tuple[int, int] | None:
     """Claim up to ``batch`` cases with the oldest due timers that nobody else holds, and fire
     them in one transaction; return (cases claimed, timers fired), or None when nothing is due.
@@ -465,6 +456,7 @@ def _fire_locked_case(case: DisputeCase, now: datetime, timer_rows: list[Timer],
 
 
 def _rows_by_case(model, case_ids: list[int]) -> dict[int, list]:
+    """Every projection row of these cases (a case has a few dozen at most), one query in all."""
     rows: dict[int, list] = {}
     for row in db.session.scalars(select(model).where(model.case_id.in_(case_ids)).order_by(model.id)):
         rows.setdefault(row.case_id, []).append(row)
@@ -472,8 +464,7 @@ def _rows_by_case(model, case_ids: list[int]) -> dict[int, list]:
 
 
 def _rows_of(model, case_id: int) -> list:
-    """Every projection row of one case (a case has a few dozen at most): one query per step."""
-    return list(db.session.scalars(select(model).where(model.case_id == case_id).order_by(model.id)))
+    return _rows_by_case(model, [case_id]).get(case_id, [])
 
 
 # ---------------------------------------------------------------------------------------------
