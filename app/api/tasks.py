@@ -61,5 +61,4 @@ class Complete(MethodView):
     @blp.response(200, TaskDetailSchema)
     def post(self, payload, task_id):
         """Submit the task's form. 422 lists errors per field; 409 if the task is no longer ready."""
-        services.complete_task(require_login(), task_id, payload["data"])
-        return services.get_visible_task(require_login(), task_id)
+        return services.complete_task(require_login(), task_id, payload["data"])

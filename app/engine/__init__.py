@@ -5,7 +5,7 @@ from functools import lru_cache
 
 from app.engine.errors import DiagramError, EngineError, ScriptFailure, TaskNotFound, TaskNotReady
 from app.engine.migration import MigrationPlan, MigrationRefused, compare_versions, migrate, plan_migration
-from app.engine.runtime import SERIALIZER_VERSION, Instance, PendingTimer, ReadyTask
+from app.engine.runtime import SERIALIZER_VERSION, Instance, PendingTimer, ReadyTask, Snapshot
 from app.engine.sandbox import share_with_workers
 from app.engine.scripting import ScriptRejected, check_expression, check_script, create_script_engine
 from app.engine.specs import ParsedProcess, UserTaskInfo, parse_bundle, spec_cache
@@ -28,7 +28,7 @@ def script_engine(time_budget: float = 1.0):
 
 __all__ = [
     "DiagramError", "EngineError", "ScriptFailure", "TaskNotFound", "TaskNotReady",
-    "SERIALIZER_VERSION", "Instance", "PendingTimer", "ReadyTask",
+    "SERIALIZER_VERSION", "Instance", "PendingTimer", "ReadyTask", "Snapshot",
     "ParsedProcess", "UserTaskInfo", "parse_bundle", "spec_cache", "script_engine",
     "ScriptRejected", "check_expression", "check_script", "create_script_engine", "share_with_workers",
     "Problem", "duration_problem", "errors_only", "form_problem", "referenced_forms", "user_task_forms", "validate_bundle",

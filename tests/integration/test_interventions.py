@@ -199,3 +199,35 @@ def test_intervention_forms_post_with_csrf_and_land_on_record(app, web, as_user,
         logout_user()
         login_user(user(MEDIATOR))
         assert render_template("supervisor/_interventions.html", case=case).strip() == ""
+
+
+def test_a_leader_named_while_a_mediator_submits_is_kept(app, as_user, village_case, monkeypatch):
+    """The engine runs on the state as read, before the case's lock: a change that lands between
+    the read and the lock must make the completion run again on the stored state, not overwrite it."""
+    import threading
+
+    from app.cases import services
+    from app.supervision.services import assign_leader
+
+    case_id, leader_id = village_case["id"], user("qx_county_leader").id
+    locked = services.lock_row
+
+    def lock_after_a_supervisor(model, row_id, *options):
+        def name_leader():  # another request: its own app context and session
+            with app.app_context():
+                assign_leader(user("qx_supervisor"), case_id, leader_id, "重大案件")
+                db.session.remove()
+
+        if model is DisputeCase and not getattr(lock_after_a_supervisor, "done", False):
+            lock_after_a_supervisor.done = True
+            thread = threading.Thread(target=name_leader)
+            thread.start()
+            thread.join()
+        return locked(model, row_id, *options)
+
+    monkeypatch.setattr(services, "lock_row", lock_after_a_supervisor)
+    complete(as_user(MEDIATOR), case_id, "village_mediate", failed("village_mediate"))
+    case = detail(as_user("qx_supervisor"), case_id)
+    assert case["current_tier"] == "town" and case["is_major"], "the completion undid the designation"
+    events = kinds(as_user("qx_supervisor"), case_id)
+    assert events.count("leader_assigned") == 1 and events.count("escalated") == 1

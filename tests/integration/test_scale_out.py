@@ -54,14 +54,13 @@ def _post(url, token, body):
 def test_two_apps_and_two_schedulers_lose_and_duplicate_nothing(pg_app, fake_clock):
     # Idle cases opened on the test clock (3 weeks ago): on the real clock their timers are due now.
     idle = [open_case().id for _ in range(200)]
-    # The worked cases' reminders are due now too, and their 15-day time limits fall due one by one
-    # from 40 s to 10 s from now, the last-opened case first, while the mediators work through
-    # them first-opened first: whatever the machine's speed, the mediators finish some cases before
-    # the time limit and reach others after it, so users and timers race on the same cases.
+    # The worked cases' reminders are due now too. Every other worked case's 15-day time limit fell
+    # due a minute ago, the others' fall due in an hour: whatever the machine's speed, the mediators
+    # complete some cases and find others escalated, while the reminders fire on all of them.
     fifteen_days_ago = datetime.now(UTC) - timedelta(days=15)
     worked = []
     for n in range(200):
-        fake_clock.set(fifteen_days_ago + timedelta(seconds=40 - n * 0.15))
+        fake_clock.set(fifteen_days_ago - timedelta(seconds=60) if n % 2 else fifteen_days_ago + timedelta(hours=1))
         worked.append(open_case().id)
     token = create_api_token(user("qx_fq_ds_village_mediator"), "scale-out")
     tasks = {ready_task(case_id, "village_mediate").id: case_id for case_id in worked}
