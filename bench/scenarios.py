@@ -511,18 +511,18 @@ def profile_completion(app, tasks: list[int], top: int = 30) -> dict:
     breakdown = {
         "whole request (profiled)": round(wall / per * 1000, 2),
         "services.complete_task": cum("app/cases/services.py", "complete_task"),
-        "  _locked_task (visibility, row lock, refresh)": cum("app/cases/services.py", "_locked_task"),
         "  validate_form (jsonschema)": cum("app/cases/services.py", "validate_form"),
-        "  _load (json + from_dict onto cached spec)": cum("app/cases/services.py", "_load"),
-        "  Instance.complete (engine run)": cum("app/engine/runtime.py", "complete"),
-        "  _save_and_project": cum("app/cases/services.py", "_save_and_project"),
+        "  _completed_step (before the lock)": cum("app/cases/services.py", "_completed_step"),
+        "    _load (json + from_dict onto cached spec)": cum("app/cases/services.py", "_load"),
+        "    Instance.complete (engine run)": cum("app/engine/runtime.py", "complete"),
         "    Instance.dump (serialize)": cum("app/engine/runtime.py", "dump"),
         "    Instance.snapshot": cum("app/engine/runtime.py", "snapshot"),
+        "  lock_row (case row lock)": cum("app/database.py", "lock_row"),
+        "  _save_and_project (projections)": cum("app/cases/services.py", "_save_and_project"),
         "    _project_tasks": cum("app/cases/services.py", "_project_tasks"),
         "    _project_timers": cum("app/cases/services.py", "_project_timers"),
         "    _notify": cum("app/cases/services.py", "_notify"),
         "  commit (flush + COMMIT)": cum("app/database.py", "commit"),
-        "get_visible_task (response)": cum("app/cases/services.py", "get_visible_task"),
         "require_login (token check)": cum("app/api/__init__.py", "require_login"),
     }
     print("  per-request profile (ms, cumulative, in process):")
