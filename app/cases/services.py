@@ -17,6 +17,7 @@ from flask import current_app
 from sqlalchemy import event, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app import clock, engine
 from app.cases.catalog import CATEGORIES, CHANNELS, ESCALATION_REASONS, RISK_LEVELS, TIERS
@@ -323,7 +324,8 @@ def complete_task(actor: User, task_id: int, data: dict) -> HumanTask:
             raise NotFound(f"task {task_id} not found")
         _check_completable(actor, task)
         validate_form(task_form(task), data)
-        read_version = task.case.workflow_state.row_version
+        state = task.case.workflow_state
+        read_version = state.row_version
         step = _completed_step(task, data)
 
         case = lock_row(DisputeCase, task.case_id)
@@ -331,8 +333,10 @@ def complete_task(actor: User, task_id: int, data: dict) -> HumanTask:
         _check_completable(actor, task)
         stored_version = db.session.scalar(
             select(WorkflowState.row_version).where(WorkflowState.case_id == case.id))
-        if stored_version != read_version:
-            db.session.refresh(case.workflow_state)
+        # the lock's reload forgot the case's state row: it is the one in hand (no second read)
+        set_committed_value(case, "workflow_state", state)
+        if stored_version != read_version:  # the case moved on: run the step on what is stored
+            db.session.refresh(state)
             step = _completed_step(task, data)
         if task.assignee_id is None:
             task.assignee_id, task.claimed_at = actor.id, clock.now()
