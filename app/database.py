@@ -32,14 +32,14 @@ class UnitOfWork:
         self.session.commit()
 
 
-def lock_row(model, row_id, *options):
+def lock_row(model, row_id):
     """Load one row for update, blocking other writers of it until this transaction ends.
 
     PostgreSQL: ``SELECT ... FOR UPDATE``. SQLite has no row locks, so a no-op write first takes
     the database write lock (it must be the transaction's first statement, which services ensure
     by locking before they write anything).
     """
-    rows = lock_rows(model, [row_id], *options)
+    rows = lock_rows(model, [row_id])
     return rows[0] if rows else None
 
 

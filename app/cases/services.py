@@ -212,9 +212,10 @@ def _load(case: DisputeCase) -> engine.Instance:
 # ---------------------------------------------------------------------------------------------
 # Tasks
 
-def get_visible_task(actor: User, task_id: int) -> HumanTask:
-    """A task the actor may see: a candidate, its holder, or a supervisor above it; else 404."""
-    task = db.session.get(HumanTask, task_id)
+def get_visible_task(actor: User, task_id: int, *options) -> HumanTask:
+    """A task the actor may see: a candidate, its holder, or a supervisor above it; else 404.
+    ``options`` load what the caller needs with it."""
+    task = db.session.get(HumanTask, task_id, options=options)
     if task is None or not _may_see_task(actor, task):
         raise NotFound(f"task {task_id} not found")
     return task
@@ -318,15 +319,12 @@ def complete_task(actor: User, task_id: int, data: dict) -> HumanTask:
     writers take turns, this keeps the engine and the serializing out of the turn.
     """
     with UnitOfWork() as uow:
-        task = db.session.scalar(select(HumanTask).where(HumanTask.id == task_id).options(
-            joinedload(HumanTask.case).joinedload(DisputeCase.workflow_state)))
-        if task is None or not _may_see_task(actor, task):
-            raise NotFound(f"task {task_id} not found")
+        task = get_visible_task(actor, task_id, joinedload(HumanTask.case).joinedload(DisputeCase.workflow_state))
         _check_completable(actor, task)
         validate_form(task_form(task), data)
         state = task.case.workflow_state
         read_version = state.row_version
-        step = _completed_step(task, data)
+        instance, saved = _completed_step(task, data)
 
         case = lock_row(DisputeCase, task.case_id)
         task_rows = _rows_of(HumanTask, case.id, fresh=True)  # the task too, as stored now
@@ -337,13 +335,13 @@ def complete_task(actor: User, task_id: int, data: dict) -> HumanTask:
         set_committed_value(case, "workflow_state", state)
         if stored_version != read_version:  # the case moved on: run the step on what is stored
             db.session.refresh(state)
-            step = _completed_step(task, data)
+            instance, saved = _completed_step(task, data)
         if task.assignee_id is None:
             task.assignee_id, task.claimed_at = actor.id, clock.now()
         _record(case, actor, "task_completed", f"{actor.display_name} 完成「{task.title}」",
                 task_id=task.task_id, data={"form": data})
-        _save_and_project(case, step[0], actor, completed_task_id=task.task_id, task_rows=task_rows,
-                          saved=step[1:])
+        _save_and_project(case, instance, actor, completed_task_id=task.task_id, task_rows=task_rows,
+                          saved=saved)
         uow.commit()
     return task
 
@@ -356,15 +354,16 @@ def _check_completable(actor: User, task: HumanTask) -> None:
         raise Conflict(f"task is held by {task.assignee.display_name}", code="claimed_by_other")
 
 
-def _completed_step(task: HumanTask, data: dict) -> tuple[engine.Instance, str, engine.Snapshot]:
-    """The case's workflow with the task completed, serialized, and its snapshot (nothing saved)."""
+def _completed_step(task: HumanTask, data: dict) -> tuple[engine.Instance, tuple[str, engine.Snapshot]]:
+    """The case's workflow with the task completed, and its serialized state and snapshot
+    (what _save_and_project stores); nothing is written."""
     instance = _load(task.case)
     try:
         _run(lambda: instance.complete(task.task_id, data))
     except (engine.TaskNotReady, engine.TaskNotFound) as exc:
         # The projection said READY but the engine disagrees: trust the engine, refuse.
         raise Conflict(f"task cannot be completed: {exc}", code="not_ready") from None
-    return instance, instance.dump(), instance.snapshot()
+    return instance, (instance.dump(), instance.snapshot())
 
 
 # ---------------------------------------------------------------------------------------------
