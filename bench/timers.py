@@ -12,7 +12,7 @@ the case's workflow, runs the engine, saves state and rewrites projections and e
 Lag: a real TimerScheduler runs while cases arrive whose reminders fall due 5-32 s after
 registration on the real clock; lag = fired_at - due_at as recorded per timer.
 
-Figures go to stdout and bench/results/timers-<backend>.json.
+Figures go to stdout and bench/results/timers-<backend>.json (``--tag burst10k``: timers-<backend>-burst10k.json).
 """
 from __future__ import annotations
 
@@ -159,6 +159,7 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--pg", action="store_true", help="use the local PostgreSQL (creates and drops a database)")
     parser.add_argument("--timers", type=int, default=None)
+    parser.add_argument("--tag", default="", help="suffix for the results file (timers-<backend>-<tag>.json)")
     args = parser.parse_args()
     burst_timers = args.timers or (1000 if args.quick else 10_000)
     lag_timers = 60 if args.quick else 200
@@ -198,7 +199,8 @@ def main():
                     "burst_ge_400_per_s": burst_result["timers_per_second"] >= 400},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"timers-{backend}{'-quick' if args.quick else ''}.json"
+    suffix = f"-{args.tag}" if args.tag else "-quick" if args.quick else ""
+    out = RESULTS / f"timers-{backend}{suffix}.json"
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"targets: {report['targets']}  → {out.relative_to(ROOT)}")
 

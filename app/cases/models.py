@@ -161,7 +161,8 @@ class Timer(db.Model):
     __tablename__ = "timer"
     __table_args__ = (
         UniqueConstraint("case_id", "task_id"),
-        Index("ix_timer_status_due", "status", "due_at"),
+        # id last: the scheduler claims "ORDER BY due_at, id" straight from the index (migration 0012)
+        Index("ix_timer_status_due", "status", "due_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -3,6 +3,7 @@
 Time is a controllable clock; no test sleeps for a timer to fall due. Tests that start the real
 APScheduler only wait (bounded) for its start-up sweep to finish.
 """
+import gc
 import os
 import subprocess
 import sys
@@ -12,10 +13,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.cases import services
-from app.cases.models import CaseEvent, DisputeCase, HumanTask, Timer
+from app.cases.models import CaseEvent, DisputeCase, HumanTask, Timer, WorkflowState
+from app.database import write_versioned_together
 from app.errors import Conflict, InvalidInput
 from app.extensions import db
 from app.notifications import senders
@@ -190,6 +193,51 @@ def test_a_burst_fires_in_batches_each_case_once(sqlite_app, fake_clock, monkeyp
         CaseEvent.kind.in_(["reminder", "time_limit"]), CaseEvent.case_id.in_(cases)).group_by(CaseEvent.case_id)).all()
     assert sorted(n for _, n in per_case) == [2] * 5
     assert services.fire_due_timers() == 0
+
+
+def test_a_batch_writes_its_states_together_each_checked_and_bumped_once(app, fake_clock, monkeypatch):
+    cases = [open_case().id for _ in range(3)]
+    versions = {i: fresh(i).workflow_state.row_version for i in cases}
+    state_writes, collector_on = [], []
+    real_fire = services._fire_locked_case
+    monkeypatch.setattr(services, "_fire_locked_case",
+                        lambda *a, **k: collector_on.append(gc.isenabled()) or real_fire(*a, **k))
+    listen = lambda conn, cursor, statement, *rest: state_writes.append(statement) if statement.startswith(  # noqa: E731
+        "UPDATE workflow_state") else None
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        fake_clock.advance(days=16)
+        assert services.fire_due_timers() == 6
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+    assert len(state_writes) == 1, "three states, one (executemany) statement"
+    assert collector_on == [False] * 3, "no cycle collection inside the batch"
+    assert gc.isenabled(), "and back on after it"
+    for case_id in cases:
+        case = fresh(case_id)
+        assert case.workflow_state.row_version == versions[case_id] + 1
+        assert case.current_tier == "town"
+        assert services.load_instance(case).snapshot().variables["tier"] == "town", "the state written is the new one"
+
+
+def test_a_state_changed_since_it_was_read_is_not_overwritten(app):
+    cases = [open_case().id for _ in range(2)]
+    db.session.remove()
+    states = db.session.scalars(select(WorkflowState).where(WorkflowState.case_id.in_(cases))
+                                .order_by(WorkflowState.case_id)).all()
+    read_versions = [s.row_version for s in states]
+    # someone else steps the second case after this session read it
+    db.session.connection().execute(update(WorkflowState.__table__).where(WorkflowState.case_id == cases[1])
+                                    .values(row_version=WorkflowState.row_version + 1))
+    for state in states:
+        state.state = "{}"
+    with pytest.raises(StaleDataError, match="1 of 2 rows"):
+        write_versioned_together(states, "state")
+    db.session.rollback()
+    stored = db.session.scalars(select(WorkflowState).where(WorkflowState.case_id.in_(cases))
+                                .order_by(WorkflowState.case_id)).all()
+    assert [s.row_version for s in stored] == read_versions, "nothing of either write kept"
+    assert all(s.state != "{}" for s in stored)
 
 
 def test_sqlite_lease_lets_one_scheduler_fire_and_the_other_wait(sqlite_app, fake_clock):
