@@ -52,7 +52,10 @@ def lock_rows(model, row_ids, *options) -> list:
     ids = sorted(set(row_ids))
     if session.get_bind().dialect.name == "sqlite":
         _queue_for_sqlite_writer(session())
-        session.execute(update(model).where(model.id.in_(ids)).values(id=model.id))
+        # on the table, not the mapped class: an ORM UPDATE would first look for the rows among
+        # the session's objects to keep them in step, and nothing changes here
+        table = model.__table__
+        session.execute(update(table).where(table.c.id.in_(ids)).values(id=table.c.id))
     stmt = (
         select(model)
         .where(model.id.in_(ids))
