@@ -425,7 +425,7 @@ def _cycle_collector_paused():
     """Keep Python's cycle collector out of one batch of firings.
 
     A batch builds 25 workflows, tens of thousands of objects that live until its commit; the
-    collector would otherwise scan them again and again as they age (about 10 % of a burst,
+    collector would otherwise scan them again and again as they age (about 5 % of a burst,
     bench/timers.py). Once the batch is over they are garbage, collected in one pass. If another
     thread has paused it already, that thread turns it back on.
     """
