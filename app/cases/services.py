@@ -463,13 +463,19 @@ def _fire_case_alone(case_id: int) -> int:
     with UnitOfWork() as uow:
         now = clock.now()
         case = lock_row(DisputeCase, case_id)
-        for timer in _rows_of(Timer, case_id):
-            if timer.status == "pending" and timer.due_at <= now:
-                timer.status = "stuck"
-                _record(case, None, "timer_stuck", f"定时器未能触发：{timer.name}",
-                        data={"timer": timer.spec_name, "due_at": timer.due_at.isoformat(), "error": reason})
+        _park_due_timers(case, _rows_of(Timer, case_id), now, error=reason)
         uow.commit()
     return 0
+
+
+def _park_due_timers(case: DisputeCase, timer_rows: list[Timer], now: datetime, error: str | None = None) -> None:
+    """Mark the case's timers still pending and due as stuck, each with a trace on the case's record."""
+    for timer in timer_rows:
+        if timer.status == "pending" and timer.due_at <= now:
+            timer.status = "stuck"
+            data = {"timer": timer.spec_name, "due_at": timer.due_at.isoformat()}
+            _record(case, None, "timer_stuck", f"定时器未能触发：{timer.name}",
+                    data=data if error is None else data | {"error": error})
 
 
 def fire_case_timers(case_id: int) -> int:
@@ -501,13 +507,9 @@ def _fire_locked_case(case: DisputeCase, now: datetime, timer_rows: list[Timer],
     instance = _load(case)
     fired = _run(instance.fire_due_timers)
     _save_and_project(case, instance, None, fired_timer_ids=set(fired), timer_rows=timer_rows, task_rows=task_rows)
-    for timer in due:
-        if timer.status == "pending" and timer.due_at <= now:
-            # The engine did not fire what the projection said was due: park it rather than
-            # claiming it forever, and leave a trace on the case.
-            timer.status = "stuck"
-            _record(case, None, "timer_stuck", f"定时器未能触发：{timer.name}",
-                    data={"timer": timer.spec_name, "due_at": timer.due_at.isoformat()})
+    # What the engine did not fire although the projection said it was due is parked rather
+    # than claimed forever.
+    _park_due_timers(case, due, now)
     return len(fired)
 
 

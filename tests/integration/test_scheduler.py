@@ -202,8 +202,10 @@ def test_a_batch_writes_its_states_together_each_checked_and_bumped_once(app, fa
     real_fire = services._fire_locked_case
     monkeypatch.setattr(services, "_fire_locked_case",
                         lambda *a, **k: collector_on.append(gc.isenabled()) or real_fire(*a, **k))
-    listen = lambda conn, cursor, statement, *rest: state_writes.append(statement) if statement.startswith(  # noqa: E731
-        "UPDATE workflow_state") else None
+    def listen(conn, cursor, statement, *rest):
+        if statement.startswith("UPDATE workflow_state"):
+            state_writes.append(statement)
+
     event.listen(db.engine, "before_cursor_execute", listen)
     try:
         fake_clock.advance(days=16)
