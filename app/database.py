@@ -6,10 +6,12 @@ block without committing rolls back, so an exception half-way never leaves a hal
 import fcntl
 import time
 import zlib
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import Table, bindparam, event, inspect, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
@@ -43,6 +45,18 @@ def lock_row(model, row_id):
     """
     rows = lock_rows(model, [row_id])
     return rows[0] if rows else None
+
+
+def lock_row_column(column, row_id):
+    """lock_row, reading only one column of the row (None when there is no such row): for a
+    caller that holds the row as it read it before the lock and only asks whether it changed."""
+    session = db.session
+    table = column.table
+    if session.get_bind().dialect.name == "sqlite":
+        _queue_for_sqlite_writer(session())
+        return session.execute(update(table).where(table.c.id == row_id).values(id=table.c.id)
+                               .returning(column)).scalar()
+    return session.execute(select(column).where(table.c.id == row_id).with_for_update()).scalar()
 
 
 def lock_rows(model, row_ids, *options) -> list:
@@ -165,8 +179,30 @@ def _write_queued(session: Session) -> None:
     queued = session.info.pop(_QUEUED, None)
     if queued:
         connection = session.connection()
-        for table, rows in queued.items():
-            connection.execute(table.insert(), rows)
+        with _in_one_round_trip(connection, len(queued)):
+            for table, rows in queued.items():
+                # inline: nothing fetched back (a single row would otherwise return its id)
+                connection.execute(table.insert().inline(), rows)
+
+
+@contextmanager
+def _in_one_round_trip(connection, statements: int):
+    """Send the statements of the block to PostgreSQL together and wait once, at the end.
+
+    psycopg pipelines each executemany on its own, a wait for the server each; the events,
+    notifications and new tasks of a step are three. In one pipeline they are one wait. A
+    failure surfaces when the block ends, as SQLAlchemy's exception like any other.
+    """
+    dbapi_connection = connection.connection.dbapi_connection
+    if statements < 2 or not hasattr(dbapi_connection, "pipeline"):
+        yield
+        return
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        with dbapi_connection.pipeline():
+            yield
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(None, None, exc, dbapi.Error) from None
 
 
 @event.listens_for(Session, "before_flush")

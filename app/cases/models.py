@@ -6,9 +6,11 @@ its pending ``timer`` rows and appends to ``case_event``.
 """
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, false
+from itertools import chain
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, event, false, update
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from app.database import CompressedText, UTCDateTime, utcnow
 from app.extensions import db
@@ -66,7 +68,8 @@ class DisputeCase(db.Model):
     #: the current tier's time limit (earliest pending escalation timer)
     due_at = mapped_column(UTCDateTime, nullable=True)
     updated_at = mapped_column(UTCDateTime, default=utcnow)
-    #: bumped by every engine step; lets clients detect that they looked at an old state
+    #: bumped once by every transaction that changes the case, its state, tasks or timers (see
+    #: _count_case_changes): clients and services detect that they looked at an old state
     lock_version: Mapped[int] = mapped_column(default=0)
     #: a grid worker flagged the report as a high-value event (a major hazard removed, a loss
     #: averted); a supervisor over the case's unit confirms it for the reward scheme
@@ -230,3 +233,45 @@ class CaseAttachment(db.Model):
     uploaded_at = mapped_column(UTCDateTime, default=utcnow)
 
     uploaded_by: Mapped[User] = relationship()
+
+
+# ---------------------------------------------------------------------------------------------
+# The case's change counter
+
+#: what a case is made of: a change to any of them is a change to the case
+_PARTS_OF_A_CASE = (WorkflowState, HumanTask, Timer)
+#: the cases whose lock_version this transaction has bumped already
+_COUNTED = "counted_case_changes"
+
+
+@event.listens_for(Session, "before_flush")
+def _count_case_changes(session, flush_context, instances):
+    """Bump ``lock_version`` once per transaction for every case it changes.
+
+    Done here, not by each service, so no write can forget it: a service that read a case before
+    taking its lock (complete_task) trusts what it read when the counter has not moved.
+    """
+    counted = session.info.setdefault(_COUNTED, set())
+    changed = set()
+    for row in chain(session.new, session.dirty, session.deleted):
+        if isinstance(row, DisputeCase):
+            if row not in session.new and session.is_modified(row, include_collections=False):
+                changed.add(row.id)
+        elif isinstance(row, _PARTS_OF_A_CASE):
+            if row in session.dirty and not session.is_modified(row, include_collections=False):
+                continue
+            changed.add(row.case_id)
+    for case_id in changed - counted - {None}:
+        case = session.identity_map.get(session.identity_key(DisputeCase, case_id))
+        if case is not None:
+            case.lock_version += 1
+        else:  # a part written without its case loaded
+            session.execute(update(DisputeCase.__table__).where(DisputeCase.__table__.c.id == case_id)
+                            .values(lock_version=DisputeCase.__table__.c.lock_version + 1))
+        counted.add(case_id)
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _forget_counted_cases(session):
+    session.info.pop(_COUNTED, None)

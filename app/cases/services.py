@@ -33,7 +33,7 @@ from app.cases.models import (
     TimerKind,
     WorkflowState,
 )
-from app.database import UnitOfWork, insert_later, lock_row, lock_rows, write_versioned_together
+from app.database import UnitOfWork, insert_later, lock_row, lock_row_column, lock_rows, write_versioned_together
 from app.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from app.extensions import db
 from app.notifications import services as notifications
@@ -316,28 +316,32 @@ def validate_form(schema: dict, data: dict) -> None:
 def complete_task(actor: User, task_id: int, data: dict) -> HumanTask:
     """Complete a ready task with its form data (claiming it if nobody holds it); returns the task.
 
-    The engine runs on the state as read, before the case is locked, and runs again under the
-    lock only if the case moved on in between (its state's version changed). On SQLite, where
-    writers take turns, this keeps the engine and the serializing out of the turn.
+    The engine runs on the case as read, before the case is locked. Under the lock, the case's
+    change counter (lock_version) tells whether anything changed in between; only then is the
+    case read again, and the engine runs again if its state moved on. On SQLite, where writers
+    take turns, this keeps the engine and the serializing out of the turn.
     """
     with UnitOfWork() as uow:
         task = get_visible_task(actor, task_id, joinedload(HumanTask.case).joinedload(DisputeCase.workflow_state))
         _check_completable(actor, task)
         validate_form(task_form(task), data)
-        state = task.case.workflow_state
-        read_version = state.row_version
+        case, state = task.case, task.case.workflow_state
+        read_changes, read_state_version = case.lock_version, state.row_version
         instance, saved = _completed_step(task, data)
 
-        case = lock_row(DisputeCase, task.case_id)
-        task_rows = _rows_of(HumanTask, case.id, fresh=True)  # the task too, as stored now
-        _check_completable(actor, task)
-        stored_version = db.session.scalar(
-            select(WorkflowState.row_version).where(WorkflowState.case_id == case.id))
-        # the lock's reload forgot the case's state row: it is the one in hand (no second read)
-        set_committed_value(case, "workflow_state", state)
-        if stored_version != read_version:  # the case moved on: run the step on what is stored
-            db.session.refresh(state)
-            instance, saved = _completed_step(task, data)
+        if lock_case_changes(case.id) == read_changes:
+            task_rows = _rows_of(HumanTask, case.id)  # the task among them, as read
+        else:  # changed since the read: take the case as stored now
+            case = lock_row(DisputeCase, case.id)
+            task_rows = _rows_of(HumanTask, case.id, fresh=True)
+            _check_completable(actor, task)
+            stored_version = db.session.scalar(
+                select(WorkflowState.row_version).where(WorkflowState.case_id == case.id))
+            # the case's reload forgot its state row: it is the one in hand (no second read)
+            set_committed_value(case, "workflow_state", state)
+            if stored_version != read_state_version:  # the state moved on: run the step on it
+                db.session.refresh(state)
+                instance, saved = _completed_step(task, data)
         if task.assignee_id is None:
             task.assignee_id, task.claimed_at = actor.id, clock.now()
         _record(case, actor, "task_completed", f"{actor.display_name} 完成「{task.title}」",
@@ -346,6 +350,11 @@ def complete_task(actor: User, task_id: int, data: dict) -> HumanTask:
                           saved=saved)
         uow.commit()
     return task
+
+
+def lock_case_changes(case_id: int) -> int | None:
+    """Lock the case and return its change counter (lock_version) as stored."""
+    return lock_row_column(DisputeCase.__table__.c.lock_version, case_id)
 
 
 def _check_completable(actor: User, task: HumanTask) -> None:
@@ -615,8 +624,7 @@ def _save_and_project_unflushed(case, instance, actor, completed_task_id, fired_
     if case.status == CaseStatus.closed and case.closed_at == now:
         _record(case, actor, "closed", f"结案：{case.outcome or ''}", data={"outcome": case.outcome})
     _notify(case, before_tier, new_tasks, ready_before, fired_reminders)
-    case.lock_version += 1
-    case.updated_at = now
+    case.updated_at = now  # the session counts the change (lock_version) as it flushes
 
 
 #: org look-ups (units, people to notify) kept for the rest of the transaction

@@ -339,3 +339,40 @@ def test_due_timers_after_downtime_fire_oldest_first(as_user, fake_clock):
     town_timers = db.session.scalars(select(Timer).where(Timer.status == "pending")).all()
     assert {t.spec_name for t in town_timers} == {"town_reminder", "town_time_limit"}
     assert all(t.due_at > fake_clock.now - timedelta(seconds=1) for t in town_timers), "the new tier's clock starts now"
+
+
+def test_every_change_to_a_case_moves_its_counter_once(as_user, fake_clock):
+    """lock_version counts the transactions that changed the case, its state, tasks or timers:
+    complete_task trusts what it read before the lock only when the counter has not moved."""
+    clerk, mediator = as_user(CLERK), as_user(MEDIATOR)
+    case = open_case(clerk)
+    counter = [detail(clerk, case["id"])["lock_version"]]
+
+    def moved():
+        counter.append(detail(clerk, case["id"])["lock_version"])
+        return counter[-1] - counter[-2]
+
+    complete(clerk, case["id"], "intake_register")  # one transaction, several flushes
+    assert moved() == 1
+    task = task_for(mediator, case["id"], "village_mediate")
+    assert mediator.post(f"/tasks/{task['id']}/claim").status_code == 200
+    assert moved() == 1, "a claim changes only the task's row"
+    assert mediator.post(f"/tasks/{task['id']}/claim").status_code == 200
+    assert moved() == 0, "claiming a task one holds already changes nothing"
+    assert mediator.post(f"/tasks/{task['id']}/release").status_code == 200
+    assert moved() == 1
+    assert mediator.post(f"/tasks/{task['id']}/complete", json={"data": {}}).status_code == 422
+    assert moved() == 0, "a refused submission changes nothing"
+    fake_clock.advance(days=10, seconds=1)
+    assert fire_due_timers() == 1  # the village reminder
+    assert moved() == 1
+
+
+def test_a_task_changed_without_its_case_loaded_still_moves_the_counter(as_user):
+    case = open_case(as_user(CLERK))
+    before = db.session.get(DisputeCase, case["id"]).lock_version
+    db.session.expunge_all()
+    task = db.session.scalar(select(HumanTask).where(HumanTask.case_id == case["id"]))
+    task.title += '（改）'
+    db.session.commit()
+    assert db.session.scalar(select(DisputeCase.lock_version).where(DisputeCase.id == case["id"])) == before + 1

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from app.cases.models import CaseEvent, DisputeCase, Timer
+from app.cases.models import CaseEvent, DisputeCase, HumanTask, Timer
 from app.cases.services import fire_due_timers
 from app.extensions import db
 from app.notifications.models import Notification
@@ -201,33 +201,81 @@ def test_intervention_forms_post_with_csrf_and_land_on_record(app, web, as_user,
         assert render_template("supervisor/_interventions.html", case=case).strip() == ""
 
 
-def test_a_leader_named_while_a_mediator_submits_is_kept(app, as_user, village_case, monkeypatch):
-    """The engine runs on the state as read, before the case's lock: a change that lands between
-    the read and the lock must make the completion run again on the stored state, not overwrite it."""
+def between_read_and_lock(app, monkeypatch, change):
+    """Run ``change(case_id)`` as another request would (its own app context and session) once,
+    after complete_task has read the case and run the engine and before it takes the lock."""
     import threading
 
     from app.cases import services
+
+    lock = services.lock_case_changes
+    done = []
+
+    def lock_after_the_change(case_id):
+        if not done:
+            done.append(case_id)
+
+            def other_request():
+                with app.app_context():
+                    change(case_id)
+                    db.session.remove()
+
+            thread = threading.Thread(target=other_request)
+            thread.start()
+            thread.join()
+        return lock(case_id)
+
+    monkeypatch.setattr(services, "lock_case_changes", lock_after_the_change)
+    return done
+
+
+def test_a_leader_named_while_a_mediator_submits_is_kept(app, as_user, village_case, monkeypatch):
+    """The engine runs on the state as read, before the case's lock: a change that lands between
+    the read and the lock must make the completion run again on the stored state, not overwrite it."""
     from app.supervision.services import assign_leader
 
     case_id, leader_id = village_case["id"], user("qx_county_leader").id
-    locked = services.lock_row
-
-    def lock_after_a_supervisor(model, row_id, *options):
-        def name_leader():  # another request: its own app context and session
-            with app.app_context():
-                assign_leader(user("qx_supervisor"), case_id, leader_id, "重大案件")
-                db.session.remove()
-
-        if model is DisputeCase and not getattr(lock_after_a_supervisor, "done", False):
-            lock_after_a_supervisor.done = True
-            thread = threading.Thread(target=name_leader)
-            thread.start()
-            thread.join()
-        return locked(model, row_id, *options)
-
-    monkeypatch.setattr(services, "lock_row", lock_after_a_supervisor)
+    between_read_and_lock(app, monkeypatch, lambda case_id: assign_leader(
+        user("qx_supervisor"), case_id, leader_id, "重大案件"))
     complete(as_user(MEDIATOR), case_id, "village_mediate", failed("village_mediate"))
     case = detail(as_user("qx_supervisor"), case_id)
     assert case["current_tier"] == "town" and case["is_major"], "the completion undid the designation"
     events = kinds(as_user("qx_supervisor"), case_id)
     assert events.count("leader_assigned") == 1 and events.count("escalated") == 1
+
+
+def test_a_suspension_while_a_mediator_submits_refuses_the_submission(app, as_user, village_case, monkeypatch):
+    """The case row changed after the read: the lock sees its counter moved, reads the case again
+    and finds it suspended, so nothing of the submission is written."""
+    from app.supervision.services import suspend_case
+
+    case_id, mediator = village_case["id"], as_user(MEDIATOR)
+    task = task_for(mediator, case_id, "village_mediate")
+    changed = between_read_and_lock(app, monkeypatch, lambda case_id: suspend_case(
+        user(TOWN_SUPERVISOR), case_id, "等待司法鉴定"))
+    refused = mediator.post(f"/tasks/{task['id']}/complete", json={"data": form_data("village_mediate")})
+    assert changed == [case_id]
+    assert refused.status_code == 409 and refused.json["reason"] == "suspended", refused.json
+    case = detail(as_user(TOWN_SUPERVISOR), case_id)
+    assert case["status"] == "suspended" and case["current_tier"] == "village"
+    assert kinds(as_user(TOWN_SUPERVISOR), case_id).count("task_completed") == 1, "the intake's only"
+    assert mediator.get(f"/tasks/{task['id']}").json["status"] == "ready"
+
+
+def test_a_release_while_the_holder_submits_leaves_the_task_theirs(app, as_user, village_case, monkeypatch):
+    """Only the task's row changed after the read (a supervisor released it): the completion
+    must see that, or it would keep the holder it read and write a completed task nobody held."""
+    from app.cases.services import release_task
+
+    case_id, mediator = village_case["id"], as_user(MEDIATOR)
+    task = task_for(mediator, case_id, "village_mediate")
+    assert mediator.post(f"/tasks/{task['id']}/claim").status_code == 200
+    between_read_and_lock(app, monkeypatch, lambda case_id: release_task(user(TOWN_SUPERVISOR), task["id"]))
+    done = mediator.post(f"/tasks/{task['id']}/complete", json={"data": form_data("village_mediate")})
+    assert done.status_code == 200, done.json
+    assert done.json["assignee"]["username"] == MEDIATOR
+    stored = db.session.get(HumanTask, task["id"])
+    db.session.refresh(stored)
+    assert stored.status == "completed" and stored.assignee_id == stored.completed_by_id == user(MEDIATOR).id
+    events = kinds(mediator, case_id)
+    assert events[events.index("task_claimed"):][:3] == ["task_claimed", "task_released", "task_completed"]

@@ -156,12 +156,13 @@ def spoil_town_time_limit(case_id):
 def test_a_case_whose_timers_fail_is_parked_on_record_and_the_rest_fire(sqlite_app, fake_clock, run_once):
     cases = [open_case().id for _ in range(3)]
     spoil_town_time_limit(cases[1])
-    lock_version = fresh(cases[1]).lock_version
+    lock_version, state_version = fresh(cases[1]).lock_version, fresh(cases[1]).workflow_state.row_version
     fake_clock.advance(days=16)
     assert run_once() == 4, "reminder and time limit of the two sound cases, in the batch that failed"
     assert [fresh(i).current_tier for i in cases] == ["town", "village", "town"]
     spoiled = fresh(cases[1])
-    assert spoiled.lock_version == lock_version, "nothing of the failed firing was kept"
+    assert spoiled.workflow_state.row_version == state_version, "nothing of the failed firing was kept"
+    assert spoiled.lock_version == lock_version + 1, "one change to the case: its timers parked"
     assert set(db.session.scalars(select(Timer.status).where(Timer.case_id == spoiled.id))) == {"stuck"}
     stuck = events(spoiled.id, "timer_stuck")
     assert len(stuck) == 2 and all("Invalid duration" in e.data["error"] for e in stuck)
