@@ -316,10 +316,11 @@ def validate_form(schema: dict, data: dict) -> None:
 def complete_task(actor: User, task_id: int, data: dict) -> HumanTask:
     """Complete a ready task with its form data (claiming it if nobody holds it); returns the task.
 
-    The engine runs on the case as read, before the case is locked. Under the lock, the case's
-    change counter (lock_version) tells whether anything changed in between; only then is the
-    case read again, and the engine runs again if its state moved on. On SQLite, where writers
-    take turns, this keeps the engine and the serializing out of the turn.
+    The case, its tasks and timers are read and the engine runs before the case is locked. Under
+    the lock, the case's change counter (lock_version) tells whether anything changed since the
+    read; only then is the case read again, and the engine runs again if its state moved on. On
+    SQLite, where writers take turns, this keeps the reads, the engine and the serializing out
+    of the turn.
     """
     with UnitOfWork() as uow:
         task = get_visible_task(actor, task_id, joinedload(HumanTask.case).joinedload(DisputeCase.workflow_state))
@@ -328,12 +329,12 @@ def complete_task(actor: User, task_id: int, data: dict) -> HumanTask:
         case, state = task.case, task.case.workflow_state
         read_changes, read_state_version = case.lock_version, state.row_version
         instance, saved = _completed_step(task, data)
+        task_rows, timer_rows = _rows_of(HumanTask, case.id), _rows_of(Timer, case.id)
 
-        if lock_case_changes(case.id) == read_changes:
-            task_rows = _rows_of(HumanTask, case.id)  # the task among them, as read
-        else:  # changed since the read: take the case as stored now
+        if lock_case_changes(case.id) != read_changes:  # changed since the read: take it as stored now
             case = lock_row(DisputeCase, case.id)
-            task_rows = _rows_of(HumanTask, case.id, fresh=True)
+            task_rows = _rows_of(HumanTask, case.id, fresh=True)  # the task among them
+            timer_rows = _rows_of(Timer, case.id, fresh=True)
             _check_completable(actor, task)
             stored_version = db.session.scalar(
                 select(WorkflowState.row_version).where(WorkflowState.case_id == case.id))
@@ -347,7 +348,7 @@ def complete_task(actor: User, task_id: int, data: dict) -> HumanTask:
         _record(case, actor, "task_completed", f"{actor.display_name} 完成「{task.title}」",
                 task_id=task.task_id, data={"form": data})
         _save_and_project(case, instance, actor, completed_task_id=task.task_id, task_rows=task_rows,
-                          saved=saved)
+                          timer_rows=timer_rows, saved=saved)
         uow.commit()
     return task
 
