@@ -126,7 +126,7 @@ def write_scenarios(app, database, templates, units, args) -> dict:
         out["py_spy"] = scenarios.summarize_collapsed(os.environ["BENCH_PYSPY"])
         print("  py-spy, share of the server's busy samples:")
         for name, share in out["py_spy"]["share_percent"].items():
-            print(f"    {name:<52} {share:>5.1f} %")
+            print(f"    {name:<60} {share:>5.1f} %")
     if args.profile:
         print("profile:", flush=True)
         out["profile"] = scenarios.profile_completion(app, task_ids[2 * completions:])

@@ -49,7 +49,7 @@ def _timed(fn, runs: int) -> dict:
 
 
 def _report(name: str, figures: dict) -> dict:
-    print(f"  {name:<52} p50 {figures['p50_ms']:>8.2f} ms  p95 {figures['p95_ms']:>8.2f} ms", flush=True)
+    print(f"  {name:<60} p50 {figures['p50_ms']:>8.2f} ms  p95 {figures['p95_ms']:>8.2f} ms", flush=True)
     return figures
 
 
@@ -517,7 +517,8 @@ def profile_completion(app, tasks: list[int], top: int = 30) -> dict:
         "    Instance.complete (engine run)": cum("app/engine/runtime.py", "complete"),
         "    Instance.dump (serialize)": cum("app/engine/runtime.py", "dump"),
         "    Instance.snapshot": cum("app/engine/runtime.py", "snapshot"),
-        "  lock_row (case row lock)": cum("app/database.py", "lock_row"),
+        "  _rows_of (the case's tasks and timers, before the lock)": cum("app/cases/services.py", "_rows_of"),
+        "  lock_case_changes (the lock; reads the change counter)": cum("app/cases/services.py", "lock_case_changes"),
         "  _save_and_project (projections)": cum("app/cases/services.py", "_save_and_project"),
         "    _project_tasks": cum("app/cases/services.py", "_project_tasks"),
         "    _project_timers": cum("app/cases/services.py", "_project_timers"),
@@ -527,7 +528,7 @@ def profile_completion(app, tasks: list[int], top: int = 30) -> dict:
     }
     print("  per-request profile (ms, cumulative, in process):")
     for name, value in breakdown.items():
-        print(f"    {name:<52} {value:>7.2f}")
+        print(f"    {name:<60} {value:>7.2f}")
     return {"requests": per, "breakdown_ms": breakdown, "top_cumulative": buffer.getvalue()[-6000:]}
 
 
@@ -547,7 +548,8 @@ SPY_KEYS = [
     ("  _completed_step (engine, before the lock)", "_completed_step", "services.py"),
     ("    _load (state JSON → workflow on cached spec)", "_load", "services.py"),
     ("    Instance.complete (engine run)", "Instance.complete", "runtime.py"),
-    ("  lock_row (the case's lock)", "lock_row", "database.py"),
+    ("  _rows_of (the case's tasks and timers, before the lock)", "_rows_of", "services.py"),
+    ("  lock_case_changes (the lock; reads the change counter)", "lock_case_changes", "services.py"),
     ("  _save_and_project", "_save_and_project", "services.py"),
     ("    Instance.dump (serialize)", "Instance.dump", "runtime.py"),
     ("    Instance.snapshot", "Instance.snapshot", "runtime.py"),

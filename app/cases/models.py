@@ -252,15 +252,13 @@ def _count_case_changes(session, flush_context, instances):
     taking its lock (complete_task) trusts what it read when the counter has not moved.
     """
     counted = session.info.setdefault(_COUNTED, set())
-    changed = set()
-    for row in chain(session.new, session.dirty, session.deleted):
-        if isinstance(row, DisputeCase):
-            if row not in session.new and session.is_modified(row, include_collections=False):
-                changed.add(row.id)
-        elif isinstance(row, _PARTS_OF_A_CASE):
-            if row in session.dirty and not session.is_modified(row, include_collections=False):
-                continue
-            changed.add(row.case_id)
+    def really_changed(row):  # dirty means "an attribute was set", perhaps to the value it had
+        return session.is_modified(row, include_collections=False)
+
+    # a new case is not counted: it starts at 0 and nobody can have read it before
+    changed = {row.id for row in session.dirty if isinstance(row, DisputeCase) and really_changed(row)}
+    changed |= {row.case_id for row in session.dirty if isinstance(row, _PARTS_OF_A_CASE) and really_changed(row)}
+    changed |= {row.case_id for row in chain(session.new, session.deleted) if isinstance(row, _PARTS_OF_A_CASE)}
     for case_id in changed - counted - {None}:
         case = session.identity_map.get(session.identity_key(DisputeCase, case_id))
         if case is not None:

@@ -123,7 +123,8 @@ class CaseDetailSchema(CaseSummarySchema):
     reopen_count = fields.Integer()
     process = fields.Function(lambda case: {
         "key": case.process_version.key, "version": case.process_version.version})
-    lock_version = fields.Integer()
+    lock_version = fields.Integer(metadata={"description": "moves on with every change to the case, its tasks "
+                                                           "or timers: a client can tell it shows an old state"})
     open_tasks = fields.List(fields.Nested(TaskSchema))
     events = fields.List(fields.Nested(EventSchema))
 
