@@ -199,7 +199,9 @@ def main(argv=None):
         report["targets"] = targets(report)
         name = f"run-{backend}{'-quick' if args.quick else ''}{'-' + args.tag if args.tag else ''}.json"
         (RESULTS / name).write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
-        print(f"\ntargets ({backend}):")
+        # --quick measures 60 completions: on PostgreSQL 4 clients measured 0.79 there, 1.11 with
+        # --completions 400 and 1.18 in a full run of the same code, the same sitting
+        print(f"\ntargets ({backend}{', quick: small samples, indicative only; judge with a full run' if args.quick else ''}):")
         for key, value in report["targets"].items():
             print(f"  {key:<48} {value['figure']:>10}  {'met' if value['met'] else 'NOT MET'}")
         print(f"→ {(RESULTS / name).relative_to(ROOT)}")
