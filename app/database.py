@@ -193,13 +193,12 @@ def _in_one_round_trip(connection, statements: int):
     notifications and new tasks of a step are three. In one pipeline they are one wait. A
     failure surfaces when the block ends, as SQLAlchemy's exception like any other.
     """
-    dbapi_connection = connection.connection.dbapi_connection
-    if statements < 2 or not hasattr(dbapi_connection, "pipeline"):
+    dbapi = connection.dialect.loaded_dbapi
+    if statements < 2 or connection.dialect.driver != "psycopg" or not dbapi.Pipeline.is_supported():
         yield
         return
-    dbapi = connection.dialect.loaded_dbapi
     try:
-        with dbapi_connection.pipeline():
+        with connection.connection.dbapi_connection.pipeline():
             yield
     except dbapi.Error as exc:
         raise DBAPIError.instance(None, None, exc, dbapi.Error) from None
