@@ -252,12 +252,11 @@ def _count_case_changes(session, flush_context, instances):
     taking its lock (complete_task) trusts what it read when the counter has not moved.
     """
     counted = session.info.setdefault(_COUNTED, set())
-    def really_changed(row):  # dirty means "an attribute was set", perhaps to the value it had
-        return session.is_modified(row, include_collections=False)
-
-    # a new case is not counted: it starts at 0 and nobody can have read it before
-    changed = {row.id for row in session.dirty if isinstance(row, DisputeCase) and really_changed(row)}
-    changed |= {row.case_id for row in session.dirty if isinstance(row, _PARTS_OF_A_CASE) and really_changed(row)}
+    changed = set()
+    for row in session.dirty:  # dirty: an attribute was set, perhaps to the value it had
+        if isinstance(row, (DisputeCase, *_PARTS_OF_A_CASE)) and session.is_modified(row, include_collections=False):
+            changed.add(row.id if isinstance(row, DisputeCase) else row.case_id)
+    # parts added or removed; a new case itself starts at 0: nobody can have read it before
     changed |= {row.case_id for row in chain(session.new, session.deleted) if isinstance(row, _PARTS_OF_A_CASE)}
     for case_id in changed - counted - {None}:
         case = session.identity_map.get(session.identity_key(DisputeCase, case_id))

@@ -332,7 +332,7 @@ def complete_task(actor: User, task_id: int, data: dict) -> HumanTask:
         task_rows, timer_rows = _rows_of(HumanTask, case.id), _rows_of(Timer, case.id)
 
         if lock_case_changes(case.id) != read_changes:  # changed since the read: take it as stored now
-            case = lock_row(DisputeCase, case.id)
+            db.session.refresh(case)  # locked already
             task_rows = _rows_of(HumanTask, case.id, fresh=True)  # the task among them
             timer_rows = _rows_of(Timer, case.id, fresh=True)
             _check_completable(actor, task)
