@@ -339,7 +339,8 @@ def http_completion(server: Gunicorn, tasks: list[int], clients: int) -> dict:
     wall = time.perf_counter() - started
     bar.close()
     figures = {"clients": clients, "completions": len(tasks), "statuses": statuses, "seconds": round(wall, 2),
-               "per_second": round(statuses.get(200, 0) / wall, 1), **summary_ms(latencies)}
+               "per_second": round(statuses.get(200, 0) / wall, 1), **summary_ms(latencies),
+               "latencies_s": latencies}
     print(f"  HTTP {clients} client(s): {figures['per_second']} completions/s, p50 {figures['p50_ms']} ms, "
           f"p95 {figures['p95_ms']} ms, statuses {statuses}", flush=True)
     return figures
@@ -352,26 +353,30 @@ def bare_ceiling(app, rounds: int) -> dict:
     """Stock SpiffWorkflow: deserialize the JSON with its spec, complete, serialize, one SQLite write."""
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
     from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
+    from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
     from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
     from SpiffWorkflow.util.task import TaskState
 
-    from app import engine
-    from app.cases import services
     from app.cases.models import DisputeCase, HumanTask, WorkflowState
+    from app.engine.runtime import _StateOnlyConverter
     from app.extensions import db
     from app.processes import services as processes
     from app.scheduling import calendar
     from tests.factories import form_data
 
     stock = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(SPIFF_CONFIG))
+    state_only = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure({**SPIFF_CONFIG, BpmnWorkflow: _StateOnlyConverter}))
     with app.app_context():
         # a case waiting at the village mediation, as the product stored it
         task = db.session.scalar(select(HumanTask).join(DisputeCase, DisputeCase.id == HumanTask.case_id).where(
             HumanTask.spec_name == "village_mediate", HumanTask.status == "ready").order_by(HumanTask.id.desc()))
         case = db.session.get(DisputeCase, task.case_id)
         state = db.session.get(WorkflowState, case.id).state
-        instance = engine.Instance.load(processes.parsed_process(case.process_version), state, services._script_engine())
-        blob = stock.serialize_json(instance.workflow)
+        # the product's state restored onto the library's own classes, written out as stock JSON
+        parsed = processes.parsed_process(case.process_version)
+        dct = json.loads(state)
+        state_only.migrate(dct)
+        blob = stock.serialize_json(state_only.from_dict(dct, spec=parsed.spec, subprocess_specs=parsed.subprocess_specs))
         task_uuid = UUID(task.task_id)
         # the stock engine with the diagrams' one domain helper (timer expressions call it)
         bare_engine = PythonScriptEngine(environment=TaskDataEnvironment({"duration_of": calendar.duration_of}))
@@ -407,10 +412,41 @@ def bare_ceiling(app, rounds: int) -> dict:
         db.session.remove()
     figures = {"rounds": rounds, "seconds": round(wall, 2), "per_second": round(rounds / wall, 1),
                "stock_json_bytes_before": len(blob), "stock_json_bytes_after": sizes[0],
-               "product_state_bytes_before": len(state), **summary_ms(times)}
+               "product_state_bytes_before": len(state), **summary_ms(times), "latencies_s": times}
     print(f"  bare SpiffWorkflow: {figures['per_second']} round trips/s, p50 {figures['p50_ms']} ms "
           f"(stock JSON {len(blob):,} B vs product state {len(state):,} B)", flush=True)
     return figures
+
+
+def in_turns(server: Gunicorn, app, tasks: list[int], turns: int) -> tuple[dict, dict]:
+    """One client and the bare loop, taking turns on equal shares of ``tasks``.
+
+    The machine's speed drifts by tens of percent within minutes; measured one after the other,
+    the two sides of the ratio met different machines. In turns, a drift falls on both.
+    """
+    one, bare = [], []
+    for turn in range(turns):
+        share = tasks[turn::turns]
+        one.append(http_completion(server, share, 1))
+        bare.append(bare_ceiling(app, len(share)))
+    return _merged(one), _merged(bare)
+
+
+def _merged(parts: list[dict]) -> dict:
+    """The turns' figures as one run: every latency, the summed time, the first turn's other figures."""
+    latencies = [t for part in parts for t in part.pop("latencies_s")]
+    seconds = sum(part["seconds"] for part in parts)
+    done = sum(part["statuses"].get(200, 0) if "statuses" in part else part["rounds"] for part in parts)
+    merged = {**parts[0], "turns": len(parts), "seconds": round(seconds, 2),
+              "per_second": round(done / seconds, 1), "per_turn_per_second": [part["per_second"] for part in parts],
+              **summary_ms(latencies)}
+    if "statuses" in parts[0]:
+        merged["completions"] = sum(part["completions"] for part in parts)
+        merged["statuses"] = {code: sum(part["statuses"].get(code, 0) for part in parts)
+                              for code in {code for part in parts for code in part["statuses"]}}
+    else:
+        merged["rounds"] = done
+    return merged
 
 
 # ---------------------------------------------------------------------------------------------

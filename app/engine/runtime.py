@@ -35,6 +35,7 @@ from SpiffWorkflow.util.task import TaskState
 from app import clock
 from app.engine.errors import ScriptFailure, TaskNotFound, TaskNotReady
 from app.engine.specs import ParsedProcess
+from app.engine.walks import SubWorkflow, Workflow
 
 
 class _ClockDatetime(datetime):
@@ -85,6 +86,10 @@ def _restore_tasks(converter, workflow, tasks: dict) -> None:
 class _StateOnlyConverter(BpmnWorkflowConverter):
     """Serialize a workflow without its spec; restore it onto a spec the caller already holds."""
 
+    def __init__(self, target_class, registry, typename="BpmnWorkflow"):
+        # stored states name the library's class, whichever class restores them
+        super().__init__(target_class, registry, typename)
+
     def to_dict(self, workflow):
         dct = WorkflowConverter.to_dict(self, workflow)
         dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
@@ -107,6 +112,9 @@ class _StateOnlyConverter(BpmnWorkflowConverter):
 
 
 class _SubWorkflowConverter(BpmnSubWorkflowConverter):
+    def __init__(self, target_class, registry, typename="BpmnSubWorkflow"):
+        super().__init__(target_class, registry, typename)
+
     def from_dict(self, dct, task, top_workflow):
         spec = top_workflow.subprocess_specs.get(task.task_spec.spec)
         subprocess = self.target_class(spec, task.id, top_workflow, deserializing=True)
@@ -167,8 +175,9 @@ class _SharingTaskConverter(TaskConverter):
 
 
 _config = dict(SPIFF_CONFIG)
-_config[BpmnWorkflow] = _StateOnlyConverter
-_config[BpmnSubWorkflow] = _SubWorkflowConverter
+del _config[BpmnWorkflow], _config[BpmnSubWorkflow]
+_config[Workflow] = _StateOnlyConverter
+_config[SubWorkflow] = _SubWorkflowConverter
 _config[Task] = _SharingTaskConverter
 _serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(_config))
 SERIALIZER_VERSION = _serializer.VERSION
@@ -227,14 +236,14 @@ def _wrap_step_errors(fn):
 class Instance:
     """One running workflow bound to its parsed spec and a restricted script engine."""
 
-    def __init__(self, parsed: ParsedProcess, workflow: BpmnWorkflow):
+    def __init__(self, parsed: ParsedProcess, workflow: Workflow):
         self.parsed = parsed
         self.workflow = workflow
 
     @classmethod
     @_wrap_step_errors
     def start(cls, parsed: ParsedProcess, data: dict, script_engine) -> Instance:
-        workflow = BpmnWorkflow(parsed.spec, parsed.subprocess_specs, script_engine=script_engine)
+        workflow = Workflow(parsed.spec, parsed.subprocess_specs, script_engine=script_engine)
         for task in workflow.get_tasks(state=TaskState.READY):
             task.data.update(data)
         workflow.do_engine_steps()

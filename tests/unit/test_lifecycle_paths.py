@@ -1,7 +1,9 @@
 """Run the shipped lifecycle diagrams (workflows/dispute_lifecycle) along every path.
 
 No database: the engine adapter alone, with the restricted script engine, a controllable clock,
-and a save/restore round trip after every step that must change nothing.
+and a save/restore round trip after every step that must change nothing. Beside every instance
+runs a twin on the library's own workflow classes (its task iterators, its loader): after every
+step both trees must be the same.
 """
 import json
 from datetime import UTC, datetime, timedelta
@@ -9,12 +11,13 @@ from pathlib import Path
 
 import pytest
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
-from SpiffWorkflow.util.task import TaskState
+from SpiffWorkflow.util.task import TaskIterator, TaskState
 
 from app import clock, engine
-from app.engine import runtime
+from app.engine import runtime, walks
 from tests.factories import failed, form_data
 
 BUNDLE = Path(__file__).resolve().parents[2] / "workflows" / "dispute_lifecycle"
@@ -62,6 +65,26 @@ def assert_loads_like_the_library(parsed, state: str, instance) -> None:
     assert instance.workflow.data == reference.data
 
 
+_MASKS = (TaskState.ANY_MASK, TaskState.READY, TaskState.WAITING, TaskState.NOT_FINISHED_MASK,
+          TaskState.PREDICTED_MASK, TaskState.FINISHED_MASK, TaskState.READY | TaskState.WAITING | TaskState.STARTED)
+
+
+def assert_walks_like_the_library(workflow) -> None:
+    """``walks.walk`` yields what the library's iterators yield, in their order, for every mask."""
+    workflows = [workflow, *workflow.subprocesses.values()]
+    for mask in _MASKS:
+        for each in workflows:
+            assert list(walks.walk(each.task_tree, mask)) == list(BpmnTaskIterator(each.task_tree, state=mask)), \
+                f"{TaskState.get_name(mask)} from {each.task_tree.task_spec.name}"
+            assert list(walks.walk(each.task_tree, mask, into_subprocesses=False)) == \
+                list(TaskIterator(each.task_tree, state=mask))
+
+
+def _shape(workflow) -> list:
+    """The whole tree in the library's own order: every task's spec, state and data."""
+    return [(t.task_spec.name, TaskState.get_name(t.state), t.data) for t in BpmnTaskIterator(workflow.task_tree)]
+
+
 class Driver:
     """Drive one instance like the service does: step, save, reload."""
 
@@ -72,6 +95,11 @@ class Driver:
         data = {"title": "t", "category": "neighbour", "risk_level": "low", "people_involved": 2,
                 "time_limit_overrides": intake.pop("time_limit_overrides", {})}
         self.instance = engine.Instance.start(self.parsed, data, script_engine())
+        assert isinstance(self.instance.workflow, walks.Workflow)
+        self.twin = BpmnWorkflow(self.parsed.spec, self.parsed.subprocess_specs, script_engine=script_engine())
+        for task in BpmnTaskIterator(self.twin.task_tree, state=TaskState.READY):
+            task.data.update(data)
+        self.twin.do_engine_steps()
         self._round_trip()
         self.complete("intake_register", form_data("intake_register", **intake))
         return self
@@ -81,6 +109,13 @@ class Driver:
         self.instance = engine.Instance.load(self.parsed, before, script_engine())
         assert_loads_like_the_library(self.parsed, before, self.instance)
         assert self.instance.dump() == before, "save/restore changed the state"
+        assert_walks_like_the_library(self.instance.workflow)
+        dct = json.loads(_STOCK.serialize_json(self.twin))
+        self.twin = _STOCK.from_dict(dct, spec=self.parsed.spec, subprocess_specs=self.parsed.subprocess_specs)
+        self.twin.script_engine = script_engine()
+        assert type(self.twin) is BpmnWorkflow
+        assert _shape(self.instance.workflow) == _shape(self.twin), "the library's own classes took another path"
+        assert self.instance.workflow.completed == self.twin.completed
 
     @property
     def ready(self) -> list[str]:
@@ -93,12 +128,20 @@ class Driver:
     def complete(self, spec_name, data=None):
         matches = [t for t in self.instance.ready_user_tasks() if t.spec_name == spec_name]
         assert matches, f"{spec_name} is not ready; ready: {self.ready}"
-        self.instance.complete(matches[0].task_id, data if data is not None else form_data(spec_name))
+        data = data if data is not None else form_data(spec_name)
+        self.instance.complete(matches[0].task_id, data)
+        twin = next(t for t in BpmnTaskIterator(self.twin.task_tree, state=TaskState.READY)
+                    if t.task_spec.name == spec_name)
+        twin.data.update(data)
+        twin.run()
+        self.twin.do_engine_steps()
         self._round_trip()
 
     def advance(self, **delta):
         self.now[0] += timedelta(**delta)
         fired = self.instance.fire_due_timers()
+        self.twin.refresh_timers()
+        self.twin.do_engine_steps()
         self._round_trip()
         return fired
 
