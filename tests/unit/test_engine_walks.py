@@ -4,7 +4,6 @@ Every path of the shipped lifecycle checks the walks against the library after e
 runs a twin on the library's own classes (tests/unit/test_lifecycle_paths.py); these tests pin
 what those paths cannot tell apart.
 """
-from pathlib import Path
 
 import pytest
 from SpiffWorkflow.specs.base import TaskSpec
@@ -16,26 +15,21 @@ from app.cases.services import DIAGRAM_HELPERS
 from app.engine import walks
 from tests.factories import form_data
 
-BUNDLE = Path(__file__).resolve().parents[2] / "workflows" / "dispute_lifecycle"
-
-
-@pytest.fixture(scope="module")
-def parsed():
-    bpmn = {p.name: p.read_text("utf-8") for p in BUNDLE.glob("*.bpmn")}
-    dmn = {p.name: p.read_text("utf-8") for p in BUNDLE.glob("*.dmn")}
-    return engine.parse_bundle("dispute_lifecycle", bpmn, dmn)
-
 
 def _complete(instance, spec_name, **data):
     task = next(t for t in instance.ready_user_tasks() if t.spec_name == spec_name)
     instance.complete(task.task_id, form_data(spec_name, **data))
 
 
+def _registered(parsed, category: str):
+    data = {"title": "t", "category": category, "risk_level": "low", "people_involved": 2, "time_limit_overrides": {}}
+    instance = engine.Instance.start(parsed, data, engine.create_script_engine(helpers=DIAGRAM_HELPERS))
+    _complete(instance, "intake_register", category=category)
+    return instance
+
+
 def _at_village_mediation(parsed) -> str:
-    script_engine = engine.create_script_engine(helpers=DIAGRAM_HELPERS)
-    data = {"title": "t", "category": "neighbour", "risk_level": "low", "people_involved": 2, "time_limit_overrides": {}}
-    instance = engine.Instance.start(parsed, data, script_engine)
-    _complete(instance, "intake_register")
+    instance = _registered(parsed, "neighbour")
     assert [t.spec_name for t in instance.ready_user_tasks()] == ["village_mediate"]
     return instance.dump()
 
@@ -43,10 +37,7 @@ def _at_village_mediation(parsed) -> str:
 def _half_way_through_the_county_consultation(parsed) -> str:
     """A labour dispute goes straight to the county; one of its two consultations is done, so the
     join inside the county's sub-process waits, and the county's timers wait in the top workflow."""
-    script_engine = engine.create_script_engine(helpers=DIAGRAM_HELPERS)
-    data = {"title": "t", "category": "labour", "risk_level": "low", "people_involved": 2, "time_limit_overrides": {}}
-    instance = engine.Instance.start(parsed, data, script_engine)
-    _complete(instance, "intake_register", category="labour")
+    instance = _registered(parsed, "labour")
     _complete(instance, "county_accept")
     _complete(instance, "consult_petition")
     assert [t.spec_name for t in instance.ready_user_tasks()] == ["consult_justice"]

@@ -7,7 +7,6 @@ step both trees must be the same.
 """
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
@@ -20,15 +19,7 @@ from app import clock, engine
 from app.engine import runtime, walks
 from tests.factories import failed, form_data
 
-BUNDLE = Path(__file__).resolve().parents[2] / "workflows" / "dispute_lifecycle"
 START = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def parsed():
-    bpmn = {p.name: p.read_text("utf-8") for p in BUNDLE.glob("*.bpmn")}
-    dmn = {p.name: p.read_text("utf-8") for p in BUNDLE.glob("*.dmn")}
-    return engine.parse_bundle("dispute_lifecycle", bpmn, dmn)
 
 
 def script_engine():
