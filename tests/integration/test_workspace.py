@@ -174,6 +174,31 @@ def test_inbox_flags_reminders_and_overdue_filters_sorts_and_pages(web, fake_clo
     assert second.number in page_two and first.number not in page_two and 'rel="prev"' in page_two
 
 
+def test_inbox_count_and_page_read_the_ready_task_index_alone(sqlite_app):
+    """A county centre holds thousands of ready tasks at 1M cases: reading a table row for each
+    to count them or to sort the page cost SQLite its 20 ms budget (migration 0013). PostgreSQL
+    plans by statistics, so its plan is checked at scale (bench/run.py --explain), not here."""
+    from app.cases import queries
+
+    open_case()
+    statements = []
+
+    def remember(conn, cursor, statement, parameters, context, executemany):
+        if "FROM human_task" in statement and "human_task.id IN" not in statement:
+            statements.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", remember)
+    try:
+        page = queries.inbox(user(MEDIATOR), scope="all")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", remember)
+    assert page.total == 1 and len(statements) == 2, "a count, then the page's ids"
+    for statement, parameters in statements:
+        plan = " ".join(row[-1] for row in db.session.connection().exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + statement, parameters))
+        assert "USING COVERING INDEX ix_human_task_lane_path" in plan, (statement, plan)
+
+
 # ---------------------------------------------------------------------------------------------
 # Task page
 
