@@ -108,7 +108,7 @@ def inbox(actor: User, *, scope: str = "all", tier=None, category=None, overdue=
         ids = ids.join(DisputeCase, DisputeCase.id == HumanTask.case_id).where(DisputeCase.category == category)
     if overdue:
         ids = ids.where(HumanTask.due_at < clock.now())
-    # Count and choose the page on ids only (index-only on PostgreSQL), then load those rows.
+    # Count and choose the page on ids only (index-only on both backends), then load those rows.
     total = db.session.scalar(select(func.count()).select_from(ids.subquery())) or 0
     chosen_ids = list(db.session.scalars(
         ids.order_by(HumanTask.due_at.is_(None), HumanTask.due_at, HumanTask.id)
