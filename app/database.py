@@ -8,6 +8,7 @@ import time
 import zlib
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from sqlalchemy import Table, bindparam, event, inspect, select, update
 from sqlalchemy.engine import Engine
@@ -51,12 +52,19 @@ def lock_row_column(column, row_id):
     """lock_row, reading only one column of the row (None when there is no such row): for a
     caller that holds the row as it read it before the lock and only asks whether it changed."""
     session = db.session
-    table = column.table
-    if session.get_bind().dialect.name == "sqlite":
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
         _queue_for_sqlite_writer(session())
-        return session.execute(update(table).where(table.c.id == row_id).values(id=table.c.id)
-                               .returning(column)).scalar()
-    return session.execute(select(column).where(table.c.id == row_id).with_for_update()).scalar()
+    return session.execute(_column_lock_statement(column, dialect), {"row_id": row_id}).scalar()
+
+
+@lru_cache
+def _column_lock_statement(column, dialect: str):
+    # built once per column: every completion locks its case this way (see org.services)
+    table = column.table
+    if dialect == "sqlite":
+        return update(table).where(table.c.id == bindparam("row_id")).values(id=table.c.id).returning(column)
+    return select(column).where(table.c.id == bindparam("row_id")).with_for_update()
 
 
 def lock_rows(model, row_ids, *options) -> list:
@@ -182,7 +190,12 @@ def _write_queued(session: Session) -> None:
         with _in_one_round_trip(connection, len(queued)):
             for table, rows in queued.items():
                 # inline: nothing fetched back (a single row would otherwise return its id)
-                connection.execute(table.insert().inline(), rows)
+                connection.execute(_inline_insert(table), rows)
+
+
+@lru_cache
+def _inline_insert(table: Table):
+    return table.insert().inline()
 
 
 @contextmanager

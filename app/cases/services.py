@@ -16,7 +16,7 @@ from uuid import uuid4
 
 import jsonschema
 from flask import current_app
-from sqlalchemy import event, select
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -214,13 +214,24 @@ def _load(case: DisputeCase) -> engine.Instance:
 # ---------------------------------------------------------------------------------------------
 # Tasks
 
-def get_visible_task(actor: User, task_id: int, *options) -> HumanTask:
+def get_visible_task(actor: User, task_id: int, statement=None) -> HumanTask:
     """A task the actor may see: a candidate, its holder, or a supervisor above it; else 404.
-    ``options`` load what the caller needs with it."""
-    task = db.session.get(HumanTask, task_id, options=options)
+    ``statement``: a select of the task by its id (bound as ``id``) loading what the caller
+    needs with it."""
+    if statement is None:
+        task = db.session.get(HumanTask, task_id)
+    else:
+        task = db.session.scalars(statement, {"id": task_id}).unique().one_or_none()
     if task is None or not _may_see_task(actor, task):
         raise NotFound(f"task {task_id} not found")
     return task
+
+
+# Built once, like org.services' statements: a completion runs each of them.
+_TASK_WITH_CASE_AND_STATE = (
+    select(HumanTask).where(HumanTask.id == bindparam("id"))
+    .options(joinedload(HumanTask.case).joinedload(DisputeCase.workflow_state))
+)
 
 
 def _may_see_task(actor: User, task: HumanTask) -> bool:
@@ -323,7 +334,7 @@ def complete_task(actor: User, task_id: int, data: dict) -> HumanTask:
     of the turn.
     """
     with UnitOfWork() as uow:
-        task = get_visible_task(actor, task_id, joinedload(HumanTask.case).joinedload(DisputeCase.workflow_state))
+        task = get_visible_task(actor, task_id, _TASK_WITH_CASE_AND_STATE)
         _check_completable(actor, task)
         validate_form(task_form(task), data)
         case, state = task.case, task.case.workflow_state
@@ -528,12 +539,15 @@ def _rows_by_case(model, case_ids: list[int], fresh: bool = False) -> dict[int, 
 
     ``fresh``: overwrite rows already loaded (read before the case's lock) with what is stored."""
     rows: dict[int, list] = {}
-    stmt = select(model).where(model.case_id.in_(case_ids)).order_by(model.id)
-    if fresh:
-        stmt = stmt.execution_options(populate_existing=True)
-    for row in db.session.scalars(stmt):
+    options = {"populate_existing": True} if fresh else {}
+    for row in db.session.scalars(_rows_statement(model), {"ids": list(case_ids)}, execution_options=options):
         rows.setdefault(row.case_id, []).append(row)
     return rows
+
+
+@lru_cache
+def _rows_statement(model):
+    return select(model).where(model.case_id.in_(bindparam("ids", expanding=True))).order_by(model.id)
 
 
 def _rows_of(model, case_id: int, fresh: bool = False) -> list:

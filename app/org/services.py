@@ -6,7 +6,7 @@ import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
 from app.database import UnitOfWork
@@ -64,13 +64,19 @@ def create_api_token(user: User, name: str) -> str:
     return token
 
 
+# The statements every request or completion runs are built once, here, and bound per call:
+# building and cache-keying an ORM select costs more Python than SQLite takes to run it (a
+# completion request 8-9 % faster with these three, measured in one process).
+_USER_BY_TOKEN = (
+    select(User).join(ApiToken, ApiToken.user_id == User.id)
+    .where(ApiToken.token_hash == bindparam("digest"), User.active)
+    .options(joinedload(User.grants))
+)
+
+
 def user_for_token(token: str) -> User | None:
     """The active user a bearer token belongs to, with its grants, in one query (every API call)."""
-    return db.session.scalars(
-        select(User).join(ApiToken, ApiToken.user_id == User.id)
-        .where(ApiToken.token_hash == _token_digest(token), User.active)
-        .options(joinedload(User.grants))
-    ).unique().one_or_none()
+    return db.session.scalars(_USER_BY_TOKEN, {"digest": _token_digest(token)}).unique().one_or_none()
 
 
 def create_unit(code: str, name: str, level: Level, parent: OrgUnit | None = None) -> OrgUnit:
@@ -142,19 +148,32 @@ def supervises(user: User, org_path: str) -> bool:
 _CONTACT = (User.id, User.username, User.phone)
 
 
+_CANDIDATES = (
+    select(*_CONTACT).join(RoleGrant, RoleGrant.user_id == User.id)
+    # autoescape needs a literal; a bound prefix is escaped by like_prefix instead
+    .where(RoleGrant.role == bindparam("lane"), RoleGrant.org_path.startswith(bindparam("prefix"), escape="\\"),
+           User.active)
+    .distinct()
+)
+_SUPERVISORS = (
+    select(*_CONTACT).join(RoleGrant, RoleGrant.user_id == User.id)
+    .where(RoleGrant.role == "supervisor", RoleGrant.org_path.in_(bindparam("paths", expanding=True)), User.active)
+    .distinct()
+)
+
+
+def like_prefix(value: str) -> str:
+    """``value`` with LIKE's wildcards escaped (escape character: backslash)."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def task_candidates(lane: str, org_path: str) -> list:
     """Contacts of users who may take a task of ``lane`` at ``org_path`` (grant at or below it)."""
-    return list(db.session.execute(
-        select(*_CONTACT).join(RoleGrant, RoleGrant.user_id == User.id)
-        .where(RoleGrant.role == lane, RoleGrant.org_path.startswith(org_path, autoescape=True), User.active)
-        .distinct()))
+    return list(db.session.execute(_CANDIDATES, {"lane": lane, "prefix": like_prefix(org_path)}))
 
 
 def supervisors_over(org_path: str) -> list:
     """Contacts of supervisors whose unit contains ``org_path`` (the unit or an ancestor)."""
     ancestors = [f"/{'/'.join(org_path.strip('/').split('/')[:depth])}/"
                  for depth in range(1, org_path.strip("/").count("/") + 2)]
-    return list(db.session.execute(
-        select(*_CONTACT).join(RoleGrant, RoleGrant.user_id == User.id)
-        .where(RoleGrant.role == "supervisor", RoleGrant.org_path.in_(ancestors), User.active)
-        .distinct()))
+    return list(db.session.execute(_SUPERVISORS, {"paths": ancestors}))
