@@ -51,8 +51,10 @@ def run_backend(backend: str, scales: list[int], args) -> dict:
             print("queries:", flush=True)
             figures["queries"] = scenarios.queries(app, runs=args.runs)
             if backend == "postgresql" and args.explain:
-                figures["inbox_plan"] = scenarios.explain_inbox(app)
-                print(figures["inbox_plan"])
+                figures["inbox_plans"] = {name: scenarios.explain_inbox(app, name)
+                                          for name in (scenarios.MEDIATOR, "qx_county_center")}
+                for name, plans in figures["inbox_plans"].items():
+                    print(f"-- inbox of {name}\n{plans}")
             print("footprint:", flush=True)
             figures["footprint"] = scenarios.footprint(app, sample=50 if args.quick else 200)
             if index == 0 and not args.no_http:

@@ -110,9 +110,13 @@ def queries(app, runs: int = 30) -> dict:
     return figures
 
 
-def explain_inbox(app) -> str:
-    """EXPLAIN ANALYZE of the village mediator's inbox count and page (PostgreSQL)."""
-    from sqlalchemy import func
+def explain_inbox(app, username: str = MEDIATOR) -> str:
+    """EXPLAIN ANALYZE of every statement one user's inbox sends (PostgreSQL).
+
+    The statements are taken from the cursor as the inbox runs them, so the plans are those of
+    the SQL actually sent, whatever shape the query code builds them in.
+    """
+    from sqlalchemy import event
 
     from app.cases import queries as case_queries
     from app.extensions import db
@@ -121,28 +125,25 @@ def explain_inbox(app) -> str:
     with app.app_context():
         if db.engine.dialect.name != "postgresql":
             return ""
-        actor = db.session.scalar(select(User).where(User.username == MEDIATOR))
-        captured = []
-        original = case_queries._paginate
+        actor = db.session.scalar(select(User).where(User.username == username))
+        sent: list[tuple[str, object]] = []
 
-        def capture(stmt, page, per_page):
-            captured.append(stmt)
-            return original(stmt, page, per_page)
+        def capture(conn, cursor, statement, parameters, context, executemany):
+            if statement.lstrip().upper().startswith("SELECT"):
+                sent.append((statement, parameters))
 
-        case_queries._paginate = capture
+        event.listen(db.engine, "before_cursor_execute", capture)
         try:
             case_queries.inbox(actor)
         finally:
-            case_queries._paginate = original
-        stmt = captured[0]
+            event.remove(db.engine, "before_cursor_execute", capture)
         out = []
-        for label, query in (("count", select(func.count()).select_from(stmt.order_by(None).subquery())),
-                             ("page", stmt.limit(20))):
-            compiled = query.compile(db.engine, compile_kwargs={"literal_binds": True})
-            plan = db.session.execute(text(f"EXPLAIN (ANALYZE, BUFFERS) {compiled}")).scalars().all()
-            out.append(f"-- {label}\n" + "\n".join(plan))
+        for number, (statement, parameters) in enumerate(sent, 1):
+            plan = db.session.connection().exec_driver_sql(
+                f"EXPLAIN (ANALYZE, BUFFERS) {statement}", parameters).scalars().all()
+            out.append(f"-- statement {number}\n{statement}\n" + "\n".join(plan))
         db.session.remove()
-    return "\n".join(out)
+    return "\n\n".join(out)
 
 
 # ---------------------------------------------------------------------------------------------
