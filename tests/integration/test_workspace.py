@@ -211,9 +211,9 @@ def test_inbox_count_and_page_can_read_the_ready_task_index_alone_on_postgresql(
     what the index can do alone."""
     statements = _inbox_statements()
     connection = db.session.connection()
+    for scan in ("seqscan", "bitmapscan", "indexscan"):  # what reads the table rows
+        connection.exec_driver_sql(f"SET LOCAL enable_{scan} = off")
     for statement, parameters in statements:
-        for scan in ("seqscan", "bitmapscan", "indexscan"):  # what reads the table rows
-            connection.exec_driver_sql(f"SET LOCAL enable_{scan} = off")
         plan = " ".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters))
         assert "Index Only Scan using ix_human_task_lane_path" in plan, (statement, plan)
 
